@@ -1,0 +1,16 @@
+"""The app's extension objects, shared by every module and every app instance."""
+
+from __future__ import annotations
+
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.orm import DeclarativeBase
+
+from flask_accesstokens import AccessTokens
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+tokens = AccessTokens()

@@ -1,0 +1,82 @@
+"""Creating, moving and deleting repositories, projects and workspaces.
+
+Deleting a resource revokes the tokens bound to it first: if the deletion then
+fails, access is lost rather than left behind.
+"""
+
+from __future__ import annotations
+
+from .extensions import db
+from .extensions import tokens
+from .gitrepos import init_bare
+from .gitrepos import remove
+from .gitrepos import repository_path
+from .models import Project
+from .models import Repository
+from .models import Workspace
+
+
+def create_repository(
+    workspace: Workspace,
+    project: Project,
+    slug: str,
+    *,
+    name: str | None = None,
+    description: str = "",
+    is_private: bool = True,
+) -> Repository:
+    repo = Repository(
+        workspace=workspace,
+        project=project,
+        slug=slug,
+        name=name or slug,
+        description=description,
+        is_private=is_private,
+    )
+    db.session.add(repo)
+    db.session.flush()
+    init_bare(repository_path(workspace.slug, slug), f"# {name or slug}\n")
+    db.session.commit()
+    return repo
+
+
+def move_repository(repo: Repository, project: Project) -> None:
+    """Project tokens follow at once: the project loader reads this row on every request."""
+    repo.project = project
+    db.session.commit()
+
+
+def delete_repository(repo: Repository) -> None:
+    workspace, slug = repo.workspace.slug, repo.slug
+    tokens.revoke_resource_tokens(workspace=workspace, repository=slug)
+    db.session.delete(repo)
+    db.session.commit()
+    remove(repository_path(workspace, slug))
+
+
+def delete_project(project: Project) -> None:
+    """Its repositories go with it, and so do their tokens."""
+    workspace, key = project.workspace.slug, project.key
+    slugs = [repo.slug for repo in project.repositories]
+    tokens.revoke_resource_tokens(workspace=workspace, project=key)
+    for slug in slugs:
+        tokens.revoke_resource_tokens(workspace=workspace, repository=slug)
+    db.session.delete(project)
+    db.session.commit()
+    for slug in slugs:
+        remove(repository_path(workspace, slug))
+
+
+def delete_workspace(workspace: Workspace) -> None:
+    slug = workspace.slug
+    projects = [(project.key, [r.slug for r in project.repositories]) for project in workspace.projects]
+    tokens.revoke_resource_tokens(workspace=slug)
+    for key, repos in projects:
+        tokens.revoke_resource_tokens(workspace=slug, project=key)
+        for repo in repos:
+            tokens.revoke_resource_tokens(workspace=slug, repository=repo)
+    db.session.delete(workspace)
+    db.session.commit()
+    for _, repos in projects:
+        for repo in repos:
+            remove(repository_path(slug, repo))

@@ -1,0 +1,137 @@
+"""The request path, top to bottom: header, token, digest, row, scope, binding.
+
+:func:`require_scope` and :func:`require_any_scope` wrap views;
+:func:`verify_token_in_request` is the same check for code that builds its own
+decorators or handles optional authentication itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+from typing import cast
+from typing import TypeVar
+
+from flask import current_app
+from flask import g
+from flask import request
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.local import LocalProxy
+
+from .credentials import token_from_request
+from .errors import AccessTokenError
+from .errors import InsufficientScope
+from .errors import MissingToken
+from .errors import StorageUnavailable
+from .errors import WrongResource
+from .resources import from_view_args
+from .resources import reaches
+from .scopes import check_known
+from .tokens import AuthenticatedToken
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Set in the WSGI environ of a token-authenticated request; responses to such
+#: requests lose every ``Set-Cookie`` header (see ``extension.py``).
+ENVIRON_KEY = "flask_accesstokens.token"
+_G_KEY = "_accesstokens_token"
+#: Where ``init_app`` keeps an app's state in ``app.extensions``.
+STATE_KEY = "accesstokens.state"
+
+
+def _current_token() -> AuthenticatedToken | None:
+    return cast("AuthenticatedToken | None", g.get(_G_KEY))
+
+
+#: The token authenticating the current request, or None. Falsy when absent.
+current_token: AuthenticatedToken = cast(AuthenticatedToken, LocalProxy(_current_token))
+
+
+def verify_token_in_request(
+    *scopes: str, any_of: bool = False, optional: bool = False
+) -> AuthenticatedToken | None:
+    """Authenticate the current request and check scopes and binding.
+
+    :param scopes: all required, or any one with ``any_of``; implied scopes count.
+    :param optional: a request without a token passes as anonymous (returns
+        None); a bad token is still refused.
+    :raises AccessTokenError: 400, 401, 403 or 503, ready to be answered.
+    """
+    if request.method == "OPTIONS":  # CORS preflights carry no credentials
+        return None
+    state = current_app.extensions[STATE_KEY]
+    realm = state.realm
+    unknown = [s for s in scopes if s not in state.catalog]
+    if unknown:
+        raise ValueError(f"unknown scope {unknown[0]!r}")
+    try:
+        secret = token_from_request(request)
+        if secret is None:
+            if optional:
+                return None
+            raise MissingToken()
+        token: AuthenticatedToken = state.store.authenticate(secret, request.remote_addr)
+        granted = token.granted
+        held = any(s in granted for s in scopes) if any_of else all(s in granted for s in scopes)
+        if not held:
+            state.store.record_failure("insufficient_scope", token.id, request.remote_addr)
+            raise InsufficientScope(required=scopes, granted=token.scopes)
+        route = from_view_args(request.view_args, state.view_args)
+        if not reaches(token.type, token.resource, route, _project_loader(state)):
+            state.store.record_failure("wrong_resource", token.id, request.remote_addr)
+            raise WrongResource(required=scopes, granted=token.scopes)
+    except AccessTokenError as e:
+        e.realm = realm
+        raise
+    setattr(g, _G_KEY, token)
+    request.environ[ENVIRON_KEY] = token.id
+    state.signal("token_authenticated", token=token)
+    return token
+
+
+def _project_loader(state: Any) -> Callable[[str, str], str | None] | None:
+    loader = state.project_loader
+    if loader is None:
+        return None
+
+    def load(workspace: str, repository: str) -> str | None:
+        try:
+            return cast("str | None", current_app.ensure_sync(loader)(workspace, repository))
+        except SQLAlchemyError:
+            raise StorageUnavailable() from None
+
+    return load
+
+
+def _decorator(scopes: tuple[str, ...], any_of: bool, optional: bool) -> Callable[[F], F]:
+    check_known(scopes)
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            verify_token_in_request(*scopes, any_of=any_of, optional=optional)
+            return current_app.ensure_sync(view)(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorate
+
+
+def require_scope(*scopes: str, optional: bool = False) -> Callable[[F], F]:
+    """Protect a view: the request needs a token holding *every* scope given
+    (directly or by implication) and bound to the resource the route names.
+
+    Unknown scope names raise :class:`ValueError` here, at import time.
+
+    .. versionadded:: 0.1
+    """
+    return _decorator(scopes, any_of=False, optional=optional)
+
+
+def require_any_scope(*scopes: str, optional: bool = False) -> Callable[[F], F]:
+    """Like :func:`require_scope`, but any one of the scopes is enough.
+
+    .. versionadded:: 0.1
+    """
+    return _decorator(scopes, any_of=True, optional=optional)

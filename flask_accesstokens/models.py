@@ -1,0 +1,165 @@
+"""The extension's tables: tokens, their secrets' digests and the audit log.
+
+They live on their own :class:`~sqlalchemy.MetaData`; ``init_app`` copies them
+onto the app's ``db.metadata`` so ``db.create_all()`` and Flask-Migrate see
+them. No column holds a secret or anything it can be recovered from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from datetime import timezone
+from typing import Any
+
+from sqlalchemy import DateTime
+from sqlalchemy import ForeignKey
+from sqlalchemy import Index
+from sqlalchemy import Integer
+from sqlalchemy import MetaData
+from sqlalchemy import String
+from sqlalchemy import Text
+from sqlalchemy import TypeDecorator
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+
+NAME_MAX_LENGTH = 255
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC, on every database alike."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("datetimes must be timezone-aware")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        return as_utc(value)
+
+
+def as_utc(value: Any) -> datetime | None:
+    """Normalise what a driver returns (naive datetime, ISO string) to aware UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+class ScopeList(TypeDecorator[Sequence[str]]):
+    """Scopes as one space-separated column (scope names contain no spaces)."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Sequence[str] | None, dialect: Dialect) -> str | None:
+        return None if value is None else " ".join(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Sequence[str] | None:
+        return None if value is None else tuple(value.split())
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData()
+
+
+class AccessToken(Base):
+    """A token record: what it is bound to and may do. Never the secret."""
+
+    __tablename__ = "accesstokens_token"
+    __table_args__ = (
+        Index(
+            "ix_accesstokens_token_resource",
+            "workspace",
+            "project",
+            "repository",
+            "created_at",
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH))
+    type: Mapped[str] = mapped_column(String(16))
+    workspace: Mapped[str] = mapped_column(String(255))
+    project: Mapped[str | None] = mapped_column(String(255))
+    repository: Mapped[str | None] = mapped_column(String(255))
+    scopes: Mapped[Sequence[str]] = mapped_column(ScopeList)
+    #: The token's last few characters, so people can tell tokens apart.
+    hint: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_ip: Mapped[str | None] = mapped_column(String(64))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(255))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None and not self.is_expired
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= utcnow()
+
+    @property
+    def state(self) -> str:
+        """``active``, ``revoked`` or ``expired``, for lists and filters."""
+        if self.revoked_at is not None:
+            return "revoked"
+        return "expired" if self.is_expired else "active"
+
+    def __repr__(self) -> str:
+        return f"<AccessToken {self.id} {self.type} {self.name!r}>"
+
+
+class TokenSecret(Base):
+    """The digest of one secret of a token. Rotation adds a row and gives the
+    old one a ``valid_until``, so a grace window and reuse detection need no
+    extra lookups: the request path finds a digest by primary key either way."""
+
+    __tablename__ = "accesstokens_secret"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("accesstokens_token.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: None while this is the token's current secret.
+    valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class TokenEvent(Base):
+    """The audit log: who did what to which token, and failed attempts,
+    aggregated. Never a secret."""
+
+    __tablename__ = "accesstokens_event"
+    __table_args__ = (Index("ix_accesstokens_event_token", "token_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    token_id: Mapped[str | None] = mapped_column(String(32))
+    actor: Mapped[str | None] = mapped_column(String(255))
+    client: Mapped[str | None] = mapped_column(String(64))
+    workspace: Mapped[str | None] = mapped_column(String(255))
+    project: Mapped[str | None] = mapped_column(String(255))
+    repository: Mapped[str | None] = mapped_column(String(255))
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    detail: Mapped[str | None] = mapped_column(Text)

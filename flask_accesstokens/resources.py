@@ -1,0 +1,104 @@
+"""Resources and the binding check: does this token reach this route?
+
+Routes name their resource through view arguments (``ACCESSTOKENS_VIEW_ARGS``).
+The check fails closed: a route that names no resource, or a resource the
+token's type cannot be compared with, is denied. It never asks whether a
+resource exists, except through ``project_loader``, and a missing repository
+is denied exactly like someone else's, so answers reveal nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_VIEW_ARGS = {"workspace": "workspace", "project": "project_key", "repository": "repo_slug"}
+
+ProjectLoader = Callable[[str, str], "str | None"]
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A workspace, a project in it, or a repository in it.
+
+    ``project`` may be set on a repository resource when the route names it,
+    or when the token record knows it.
+    """
+
+    type: str
+    workspace: str
+    project: str | None = None
+    repository: str | None = None
+
+    @classmethod
+    def of(
+        cls, workspace: str, project: str | None = None, repository: str | None = None
+    ) -> Resource:
+        """The resource these names denote; ``ValueError`` names a bad field."""
+        if not workspace:
+            raise ValueError("workspace: required")
+        if repository and project:
+            raise ValueError("project: give a project or a repository, not both")
+        if repository:
+            return cls("repository", workspace, None, repository)
+        if project:
+            return cls("project", workspace, project, None)
+        return cls("workspace", workspace)
+
+    def __str__(self) -> str:
+        if self.type == "repository":
+            return f"{self.workspace}/{self.repository}"
+        if self.type == "project":
+            return f"{self.workspace}/projects/{self.project}"
+        return self.workspace
+
+
+def from_view_args(
+    view_args: Mapping[str, Any] | None, names: Mapping[str, str]
+) -> Resource | None:
+    """The resource a route's arguments name, or None when they name none."""
+    if not view_args:
+        return None
+    workspace = view_args.get(names.get("workspace", ""))
+    if not isinstance(workspace, str) or not workspace:
+        return None
+    project = view_args.get(names.get("project", ""))
+    repository = view_args.get(names.get("repository", ""))
+    project = project if isinstance(project, str) and project else None
+    repository = repository if isinstance(repository, str) and repository else None
+    if repository:
+        # A project in the URL of a repository route is checked as well.
+        return Resource("repository", workspace, project, repository)
+    if project:
+        return Resource("project", workspace, project, None)
+    return Resource("workspace", workspace)
+
+
+def reaches(
+    token_type: str,
+    bound: Resource,
+    route: Resource | None,
+    project_loader: ProjectLoader | None,
+) -> bool:
+    """Whether a token bound to ``bound`` may act on ``route``."""
+    if route is None or route.workspace != bound.workspace:
+        return False
+    if token_type == "workspace":
+        return True
+    if token_type == "repository":
+        return route.type == "repository" and route.repository == bound.repository
+    if token_type != "project":
+        return False
+    if route.type == "project":
+        return route.project == bound.project
+    if route.type != "repository" or route.repository is None:
+        return False
+    if route.project is not None and route.project != bound.project:
+        return False
+    if project_loader is None:
+        return False
+    # Asked on every request, so moving a repository takes effect at once.
+    actual = project_loader(route.workspace, route.repository)
+    return actual is not None and actual == bound.project

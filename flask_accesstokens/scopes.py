@@ -1,0 +1,166 @@
+"""The scope catalog: which scopes exist, which token types may hold them and
+what each one implies.
+
+Implication is resolved once per distinct set of granted scopes and cached, so
+the request path pays a dictionary lookup, not a graph walk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from collections.abc import Iterator
+from dataclasses import dataclass
+from dataclasses import field
+
+TOKEN_TYPES: tuple[str, ...] = ("repository", "project", "workspace")
+
+_ALL = frozenset(TOKEN_TYPES)
+_NOT_REPOSITORY = frozenset({"project", "workspace"})
+_WORKSPACE_ONLY = frozenset({"workspace"})
+
+#: Every scope ever registered in this process. :func:`require_scope` checks
+#: names against it at decoration time, before any app exists.
+_known_scopes: set[str] = set()
+
+
+class UnknownScopeError(ValueError):
+    """A scope name that no catalog defines."""
+
+
+@dataclass(frozen=True)
+class Scope:
+    """One scope: its name, the token types that may hold it, what it implies."""
+
+    name: str
+    token_types: frozenset[str]
+    implies: tuple[str, ...] = ()
+    label: str = ""
+
+
+@dataclass
+class ScopeCatalog:
+    """The scopes an app knows. Start from :func:`default_catalog` and
+    :meth:`register` your own.
+
+    .. versionadded:: 0.1
+    """
+
+    scopes: dict[str, Scope] = field(default_factory=dict)
+    _closures: dict[frozenset[str], frozenset[str]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+
+    def register(
+        self,
+        name: str,
+        *,
+        implies: Iterable[str] = (),
+        token_types: Iterable[str] = TOKEN_TYPES,
+        label: str = "",
+    ) -> Scope:
+        """Add a scope. Every implied scope must already be registered, which
+        also rules out cycles."""
+        if not name or any(c.isspace() for c in name):
+            raise ValueError(f"scope name {name!r} must be non-empty and contain no spaces")
+        types = frozenset(token_types)
+        if not types or not types <= _ALL:
+            raise ValueError(f"scope {name!r}: token_types must be a subset of {TOKEN_TYPES}")
+        implied = tuple(implies)
+        for other in implied:
+            if other not in self.scopes:
+                raise UnknownScopeError(f"scope {name!r} implies unknown scope {other!r}")
+        scope = Scope(name, types, implied, label or name)
+        self.scopes[name] = scope
+        self._closures.clear()
+        _known_scopes.add(name)
+        return scope
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.scopes
+
+    def __iter__(self) -> Iterator[Scope]:
+        return iter(self.scopes.values())
+
+    def closure(self, granted: Iterable[str]) -> frozenset[str]:
+        """The granted scopes plus everything they imply, transitively.
+        Unknown names grant nothing."""
+        key = frozenset(granted)
+        cached = self._closures.get(key)
+        if cached is not None:
+            return cached
+        result: set[str] = set()
+        stack = [name for name in key if name in self.scopes]
+        while stack:
+            name = stack.pop()
+            if name not in result:
+                result.add(name)
+                stack.extend(self.scopes[name].implies)
+        frozen = frozenset(result)
+        self._closures[key] = frozen
+        return frozen
+
+    def implied_by(self, granted: Iterable[str]) -> frozenset[str]:
+        """What ``granted`` implies beyond itself, for "(implied)" labels in UIs."""
+        given = frozenset(granted)
+        return self.closure(given) - given
+
+    def allowed_for(self, token_type: str) -> list[Scope]:
+        """The scopes a token of this type may hold, in catalog order."""
+        return [s for s in self.scopes.values() if token_type in s.token_types]
+
+    def validate(self, token_type: str, scopes: Iterable[str]) -> tuple[str, ...]:
+        """Check scopes for a new token; return them de-duplicated, in catalog
+        order. Raises :class:`ValueError` naming the first bad one."""
+        wanted = list(scopes)
+        if not wanted:
+            raise ValueError("scopes: at least one scope is required")
+        for name in wanted:
+            if not isinstance(name, str) or name not in self.scopes:
+                raise UnknownScopeError(f"scopes: unknown scope {name!r}")
+            if token_type not in self.scopes[name].token_types:
+                raise ValueError(f"scopes: a {token_type} token cannot hold {name!r}")
+        chosen = set(wanted)
+        return tuple(name for name in self.scopes if name in chosen)
+
+
+def check_known(names: Iterable[str]) -> tuple[str, ...]:
+    """Fail at decoration time on a scope name nobody registered."""
+    result = tuple(names)
+    if not result:
+        raise ValueError("at least one scope is required")
+    for name in result:
+        if name not in _known_scopes:
+            raise UnknownScopeError(
+                f"unknown scope {name!r}: register it on the ScopeCatalog before decorating"
+            )
+    return result
+
+
+def default_catalog() -> ScopeCatalog:
+    """Bitbucket Cloud's access-token scopes and their implications."""
+    catalog = ScopeCatalog()
+    add = catalog.register
+    add("repository", label="Repositories: Read")
+    add("repository:write", implies=["repository"], label="Repositories: Write")
+    add("repository:admin", label="Repositories: Admin")
+    add("repository:delete", label="Repositories: Delete")
+    add("pullrequest", implies=["repository"], label="Pull requests: Read")
+    add(
+        "pullrequest:write",
+        implies=["pullrequest", "repository:write"],
+        label="Pull requests: Write",
+    )
+    add("webhook", label="Webhooks: Read and write")
+    add("pipeline", label="Pipelines: Read")
+    add("pipeline:write", implies=["pipeline"], label="Pipelines: Write")
+    add("pipeline:variable", implies=["pipeline"], label="Pipelines: Edit variables")
+    add("runner", label="Runners: Read")
+    add("runner:write", implies=["runner"], label="Runners: Write")
+    add("project", implies=["repository"], token_types=_NOT_REPOSITORY, label="Projects: Read")
+    add("project:admin", token_types=_WORKSPACE_ONLY, label="Projects: Admin")
+    add("account", token_types=_WORKSPACE_ONLY, label="Account: Read")
+    return catalog
+
+
+# Registers the default names so decorators can be checked at import time.
+DEFAULT_CATALOG = default_catalog()

@@ -1,0 +1,57 @@
+"""What callers get back: a new token with its secret, and the identity of the
+token that authenticated a request."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from .models import AccessToken
+from .resources import Resource
+
+
+@dataclass(frozen=True)
+class NewToken:
+    """A token just created or rotated. ``secret`` exists only here: show it
+    once, then let it go."""
+
+    secret: str
+    token: AccessToken
+
+    def __repr__(self) -> str:  # keeps the secret out of logs and tracebacks
+        return f"<NewToken {self.token.id} secret=***>"
+
+
+@dataclass(frozen=True)
+class AuthenticatedToken:
+    """The token behind the current request, as :data:`current_token` shows it.
+
+    A plain value read on the request path, not a database record: it costs no
+    ORM session and cannot be used to change the token.
+    """
+
+    id: str
+    name: str
+    type: str
+    workspace: str
+    project: str | None
+    repository: str | None
+    #: As granted at creation.
+    scopes: Sequence[str]
+    #: ``scopes`` plus everything they imply.
+    granted: frozenset[str]
+    created_by: str | None
+    expires_at: datetime | None
+
+    @property
+    def resource(self) -> Resource:
+        return Resource(self.type, self.workspace, self.project, self.repository)
+
+    @property
+    def actor(self) -> str:
+        """How to name this token as the author of a change, as Bitbucket does."""
+        return f"{self.name} (access token)"
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.granted
