@@ -63,7 +63,7 @@ def token_from_header(header: str | None) -> str | None:
 
 def token_from_request(request: Request) -> str | None:
     """The access token a request presents, if any."""
-    return token_from_header(request.headers.get("Authorization"))
+    return token_from_header(request.environ.get("HTTP_AUTHORIZATION"))
 
 
 def carries_token(request: Request) -> bool:

@@ -7,6 +7,7 @@ decorators or handles optional authentication itself.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -19,7 +20,7 @@ from flask import request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.local import LocalProxy
 
-from .credentials import token_from_request
+from .credentials import token_from_header
 from .errors import AccessTokenError
 from .errors import InsufficientScope
 from .errors import MissingToken
@@ -28,6 +29,7 @@ from .errors import WrongResource
 from .resources import from_view_args
 from .resources import reaches
 from .scopes import check_known
+from .signals import token_authenticated
 from .tokens import AuthenticatedToken
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -35,13 +37,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: Set in the WSGI environ of a token-authenticated request; responses to such
 #: requests lose every ``Set-Cookie`` header (see ``extension.py``).
 ENVIRON_KEY = "flask_accesstokens.token"
-_G_KEY = "_accesstokens_token"
 #: Where ``init_app`` keeps an app's state in ``app.extensions``.
 STATE_KEY = "accesstokens.state"
 
 
 def _current_token() -> AuthenticatedToken | None:
-    return cast("AuthenticatedToken | None", g.get(_G_KEY))
+    return cast("AuthenticatedToken | None", g.get("_accesstokens_token"))
 
 
 #: The token authenticating the current request, or None. Falsy when absent.
@@ -58,35 +59,45 @@ def verify_token_in_request(
         None); a bad token is still refused.
     :raises AccessTokenError: 400, 401, 403 or 503, ready to be answered.
     """
-    if request.method == "OPTIONS":  # CORS preflights carry no credentials
-        return None
     state = current_app.extensions[STATE_KEY]
-    realm = state.realm
     unknown = [s for s in scopes if s not in state.catalog]
     if unknown:
         raise ValueError(f"unknown scope {unknown[0]!r}")
+    return _verify(state, scopes, any_of, optional)
+
+
+def _verify(
+    state: Any, scopes: tuple[str, ...], any_of: bool, optional: bool
+) -> AuthenticatedToken | None:
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    if req.method == "OPTIONS":  # CORS preflights carry no credentials
+        return None
+    environ = req.environ
+    client = environ.get("REMOTE_ADDR")
+    store = state.store
     try:
-        secret = token_from_request(request)
+        secret = token_from_header(environ.get("HTTP_AUTHORIZATION"))
         if secret is None:
             if optional:
                 return None
             raise MissingToken()
-        token: AuthenticatedToken = state.store.authenticate(secret, request.remote_addr)
+        token: AuthenticatedToken = store.authenticate(secret, client)
         granted = token.granted
         held = any(s in granted for s in scopes) if any_of else all(s in granted for s in scopes)
         if not held:
-            state.store.record_failure("insufficient_scope", token.id, request.remote_addr)
+            store.record_failure("insufficient_scope", token.id, client)
             raise InsufficientScope(required=scopes, granted=token.scopes)
-        route = from_view_args(request.view_args, state.view_args)
+        route = from_view_args(req.view_args, state.view_args)
         if not reaches(token.type, token.resource, route, _project_loader(state)):
-            state.store.record_failure("wrong_resource", token.id, request.remote_addr)
+            store.record_failure("wrong_resource", token.id, client)
             raise WrongResource(required=scopes, granted=token.scopes)
     except AccessTokenError as e:
-        e.realm = realm
+        e.realm = state.realm
         raise
-    setattr(g, _G_KEY, token)
-    request.environ[ENVIRON_KEY] = token.id
-    state.signal("token_authenticated", token=token)
+    g._accesstokens_token = token
+    environ[ENVIRON_KEY] = token.id
+    if token_authenticated.receivers:
+        token_authenticated.send(state.app, token=token)
     return token
 
 
@@ -108,10 +119,15 @@ def _decorator(scopes: tuple[str, ...], any_of: bool, optional: bool) -> Callabl
     check_known(scopes)
 
     def decorate(view: F) -> F:
+        is_async = inspect.iscoroutinefunction(view)
+
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            verify_token_in_request(*scopes, any_of=any_of, optional=optional)
-            return current_app.ensure_sync(view)(*args, **kwargs)
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+            _verify(app.extensions[STATE_KEY], scopes, any_of, optional)
+            if is_async:
+                return app.ensure_sync(view)(*args, **kwargs)
+            return view(*args, **kwargs)
 
         return cast(F, wrapper)
 

@@ -50,7 +50,9 @@ class _State:
         self.db = db
         config = app.config
         self.realm: str = config["ACCESSTOKENS_REALM"]
-        self.view_args: dict[str, str] = dict(config["ACCESSTOKENS_VIEW_ARGS"])
+        names = config["ACCESSTOKENS_VIEW_ARGS"]
+        # "" never names a view argument: that part of the resource is absent.
+        self.view_args = {part: names.get(part) or "" for part in DEFAULT_VIEW_ARGS}
         self.catalog: ScopeCatalog = extension.scopes
 
     @property

@@ -61,13 +61,13 @@ def from_view_args(
     """The resource a route's arguments name, or None when they name none."""
     if not view_args:
         return None
-    workspace = view_args.get(names.get("workspace", ""))
-    if not isinstance(workspace, str) or not workspace:
+    workspace = view_args.get(names["workspace"])
+    if not workspace or not isinstance(workspace, str):
         return None
-    project = view_args.get(names.get("project", ""))
-    repository = view_args.get(names.get("repository", ""))
-    project = project if isinstance(project, str) and project else None
-    repository = repository if isinstance(repository, str) and repository else None
+    repository = view_args.get(names["repository"]) or None
+    project = view_args.get(names["project"]) or None
+    if not isinstance(repository, (str, type(None))) or not isinstance(project, (str, type(None))):
+        return None
     if repository:
         # A project in the URL of a repository route is checked as well.
         return Resource("repository", workspace, project, repository)

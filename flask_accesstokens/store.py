@@ -107,6 +107,7 @@ class TokenStore:
         self.config = config
         self._signal = signal
         self._lookup = _Lookup(engine, config.statement_timeout_ms)
+        self._resolution = config.last_used_resolution
         self._failures = _FailureCounter(config.failure_audit_interval)
 
     @property
@@ -348,11 +349,10 @@ class TokenStore:
             raise self.reject("rotated", token_id, client)
         if revoked_at is not None:
             raise self.reject("revoked", token_id, client)
-        expires = as_utc(expires_at)
+        expires = None if expires_at is None else as_utc(expires_at)
         if expires is not None and expires <= now:
             raise self.reject("expired", token_id, client)
-        last_used = as_utc(last_used_at)
-        if last_used is None or now - last_used >= self.config.last_used_resolution:
+        if last_used_at is None or now - as_utc(last_used_at) >= self._resolution:  # type: ignore[operator]
             self._touch(token_id, now, client)
         granted = tuple(scopes.split())
         return AuthenticatedToken(
@@ -552,8 +552,9 @@ class _Lookup:
         self._engine = engine
         self._timeout = statement_timeout_ms
         self._compiled: dict[int, tuple[Any, str, Callable[[list[str]], Any]]] = {}
-        self._idle: list[Any] = []
+        self._idle: list[_RawConnection] = []
         self._pid = os.getpid()
+        self._raw: bool | None = None
 
     @staticmethod
     def statement(count: int) -> sa.Select[Any]:
@@ -581,8 +582,10 @@ class _Lookup:
 
     def find(self, digests: list[str]) -> tuple[Any, ...] | None:
         engine = self._engine()
+        if self._raw is None:
+            self._raw = _raw_capable(engine)
         try:
-            if not _raw_capable(engine):
+            if not self._raw:
                 with engine.connect() as conn:
                     row = conn.execute(
                         self.statement(len(digests)),
@@ -598,22 +601,18 @@ class _Lookup:
         key = len(digests)
         if key not in self._compiled:
             compiled = self.statement(key).compile(dialect=engine.dialect)
-            to_params = _param_builder(compiled.positiontup)
-            self._compiled[key] = (compiled, compiled.string, to_params)
+            self._compiled[key] = (compiled, compiled.string, _param_builder(compiled.positiontup))
         _, sql, to_params = self._compiled[key]
         conn = self._checkout(engine)
         try:
-            cursor = conn.cursor()
-            cursor.execute(sql, to_params(digests))
-            row = cursor.fetchone()
-            cursor.close()
+            row = conn.find(sql, to_params(digests), digests[0])
         except BaseException:
             conn.close()
             raise
         self._idle.append(conn)
-        return None if row is None else tuple(row)
+        return row
 
-    def _checkout(self, engine: Engine) -> Any:
+    def _checkout(self, engine: Engine) -> _RawConnection:
         if self._pid != os.getpid():  # forked: never share a parent's sockets
             self._idle, self._pid = [], os.getpid()
         try:
@@ -626,21 +625,71 @@ class _Lookup:
         assert conn is not None
         if engine.dialect.name == "sqlite":
             conn.isolation_level = None
-        else:
-            conn.autocommit = True
-            if self._timeout:
-                cursor = conn.cursor()
-                cursor.execute(f"SET statement_timeout = {int(self._timeout)}")
-                cursor.close()
-        return conn
+            return _SQLiteConnection(conn)
+        conn.autocommit = True
+        if self._timeout:
+            cursor = conn.cursor()
+            cursor.execute(f"SET statement_timeout = {int(self._timeout)}")
+            cursor.close()
+        return _RawConnection(conn)
 
     def dispose(self) -> None:
         idle, self._idle = self._idle, []
         for conn in idle:
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection
-                pass
+            conn.close()
+
+
+class _RawConnection:
+    """A driver connection in autocommit mode: each lookup sees the latest
+    committed state."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def find(self, sql: str, params: Any, digest: str) -> tuple[Any, ...] | None:
+        cursor = self.conn.cursor()
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+        cursor.close()
+        return None if row is None else tuple(row)
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except Exception:  # noqa: BLE001 - closing a broken connection
+            pass
+
+
+class _SQLiteConnection(_RawConnection):
+    """Remembers rows it found until anyone commits anything.
+
+    ``PRAGMA data_version`` changes whenever another connection, in this
+    process or any other, commits to the database file, and this connection
+    never writes. So while it is unchanged, no token was revoked, rotated or
+    used since the rows were read, and they are still true: revocation is seen
+    on the next request, as without the cache. Time-based checks (expiry,
+    grace windows) run on every request anyway. The version query costs a
+    third of the lookup it replaces.
+    """
+
+    MAX_ROWS = 10_000
+
+    def __init__(self, conn: Any) -> None:
+        super().__init__(conn)
+        self.version: Any = None
+        self.rows: dict[str, tuple[Any, ...] | None] = {}
+
+    def find(self, sql: str, params: Any, digest: str) -> tuple[Any, ...] | None:
+        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self.version or len(self.rows) > self.MAX_ROWS:
+            self.rows.clear()
+            self.version = version
+        elif digest in self.rows:
+            return self.rows[digest]
+        row = super().find(sql, params, digest)
+        if row is not None:  # unknown digests are not remembered: no flooding
+            self.rows[digest] = row
+        return row
 
 
 def _param_builder(positions: Sequence[str] | None) -> Callable[[list[str]], Any]:

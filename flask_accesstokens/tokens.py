@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from .models import AccessToken
 from .resources import Resource
@@ -23,12 +24,11 @@ class NewToken:
         return f"<NewToken {self.token.id} secret=***>"
 
 
-@dataclass(frozen=True)
-class AuthenticatedToken:
+class AuthenticatedToken(NamedTuple):
     """The token behind the current request, as :data:`current_token` shows it.
 
-    A plain value read on the request path, not a database record: it costs no
-    ORM session and cannot be used to change the token.
+    A plain immutable value read on the request path, not a database record:
+    it costs no ORM session and cannot be used to change the token.
     """
 
     id: str

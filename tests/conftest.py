@@ -11,6 +11,8 @@ import pytest
 from flask import Flask
 from flask import jsonify
 from flask_sqlalchemy import SQLAlchemy
+from services import fresh_schema
+from services import require_postgresql
 
 from flask_accesstokens import AccessTokens
 from flask_accesstokens import current_token
@@ -101,9 +103,16 @@ def make_app(database_uri: str, **config: Any) -> tuple[Flask, SQLAlchemy, Acces
     return app, db, tokens
 
 
-@pytest.fixture
-def database_uri(tmp_path: Any) -> str:
-    return f"sqlite:///{tmp_path / 'tokens.sqlite'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_uri(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+    """Every test that uses the app runs on SQLite and on PostgreSQL; the
+    PostgreSQL run gets a fresh schema, and skips (saying how to enable it)
+    when no server is configured."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'tokens.sqlite'}"
+        return
+    with fresh_schema(require_postgresql()) as url:
+        yield url
 
 
 @pytest.fixture

@@ -1,0 +1,214 @@
+"""Cost of ``@require_scope`` relative to a bare Flask request.
+
+Run::
+
+    .venv/bin/pip install -e '.[bench]'
+    .venv/bin/python benchmarks/bench_protect.py            # 1k, 100k and 1M tokens
+    .venv/bin/python benchmarks/bench_protect.py --sizes 1000 --rounds 5   # quick
+
+Everything is measured in one process, in interleaved rounds (each round runs
+every variant once, in a shuffled order), and reported as the median time per
+request divided by the bare request's median in the same run. Absolute times
+on a shared machine are noise; ratios are what to compare.
+
+Variants:
+
+- ``bare``: the same route without protection;
+- ``accesstokens``: ``@require_scope("repository")`` on SQLite with N tokens
+  bulk-loaded, a revocation check on every request;
+- ``jwt``: Flask-JWT-Extended's ``@jwt_required()``: no database, no
+  revocation;
+- ``httpauth``: Flask-HTTPAuth's ``HTTPTokenAuth`` with a dict lookup: no
+  database, no revocation.
+
+After measuring, the script revokes the token and checks the very next request
+is refused, so the figure is for a path that sees revocation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import secrets
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime
+from datetime import timezone
+from typing import Any
+
+from flask import Flask
+from flask import jsonify
+from flask_sqlalchemy import SQLAlchemy
+
+from flask_accesstokens import AccessTokens
+from flask_accesstokens import require_scope
+
+Call = Callable[[], Any]
+
+
+def bulk_load(path: str, count: int) -> None:
+    """Insert ``count`` token rows (random digests) with raw sqlite3: fast,
+    and the table is as big as a real one."""
+    conn = sqlite3.connect(path)
+    now = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(sep=" ")
+    batch = 50_000
+    for start in range(0, count, batch):
+        ids = [secrets.token_hex(16) for _ in range(min(batch, count - start))]
+        conn.executemany(
+            "INSERT INTO accesstokens_token (id, name, type, workspace, project, repository,"
+            " scopes, hint, created_at) VALUES (?, 'bulk', 'repository', ?, NULL, ?,"
+            " 'repository', 'abcd', ?)",
+            [(i, f"ws{n % 1000}", f"repo{n}", now) for n, i in enumerate(ids, start)],
+        )
+        conn.executemany(
+            "INSERT INTO accesstokens_secret (digest, token_id, created_at) VALUES (?, ?, ?)",
+            [(secrets.token_hex(32), i, now) for i in ids],
+        )
+        conn.commit()
+    conn.close()
+
+
+def accesstokens_app(path: str, size: int) -> tuple[Flask, Call, Call, Callable[[], int]]:
+    app = Flask("bench")
+    app.config.update(SECRET_KEY="bench", SQLALCHEMY_DATABASE_URI=f"sqlite:///{path}")
+    db = SQLAlchemy(app)
+    tokens = AccessTokens(app, db=db)
+
+    @app.get("/bare/<workspace>/<repo_slug>")
+    def bare(workspace: str, repo_slug: str) -> Any:
+        return jsonify(ok=True)
+
+    @app.get("/protected/<workspace>/<repo_slug>")
+    @require_scope("repository")
+    def protected(workspace: str, repo_slug: str) -> Any:
+        return jsonify(ok=True)
+
+    with app.app_context():
+        db.create_all()
+    bulk_load(path, size)
+    with app.app_context():
+        new = tokens.create_token(
+            name="bench", workspace="acme", repository="api", scopes=["repository"]
+        )
+        token_id = new.token.id
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {new.secret}"}
+
+    def revoke_and_check() -> int:
+        with app.app_context():
+            tokens.revoke_token(token_id)
+        return client.get("/protected/acme/api", headers=headers).status_code
+
+    return (
+        app,
+        lambda: client.get("/bare/acme/api"),
+        lambda: client.get("/protected/acme/api", headers=headers),
+        revoke_and_check,
+    )
+
+
+def jwt_call() -> Call | None:
+    try:
+        from flask_jwt_extended import JWTManager
+        from flask_jwt_extended import create_access_token
+        from flask_jwt_extended import jwt_required
+    except ImportError:
+        return None
+    app = Flask("jwt")
+    app.config.update(JWT_SECRET_KEY="bench-secret-key-bench-secret-key")
+    JWTManager(app)
+
+    @app.get("/protected/<workspace>/<repo_slug>")
+    @jwt_required()
+    def protected(workspace: str, repo_slug: str) -> Any:
+        return jsonify(ok=True)
+
+    with app.app_context():
+        token = create_access_token("ci")
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token}"}
+    return lambda: client.get("/protected/acme/api", headers=headers)
+
+
+def httpauth_call() -> Call | None:
+    try:
+        from flask_httpauth import HTTPTokenAuth
+    except ImportError:
+        return None
+    app = Flask("httpauth")
+    auth = HTTPTokenAuth(scheme="Bearer")
+    known = {secrets.token_urlsafe(32): "ci"}
+
+    @auth.verify_token
+    def verify(token: str) -> str | None:
+        return known.get(token)
+
+    @app.get("/protected/<workspace>/<repo_slug>")
+    @auth.login_required
+    def protected(workspace: str, repo_slug: str) -> Any:
+        return jsonify(ok=True)
+
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {next(iter(known))}"}
+    return lambda: client.get("/protected/acme/api", headers=headers)
+
+
+def measure(variants: dict[str, Call], rounds: int, requests: int) -> dict[str, float]:
+    """Median microseconds per request for each variant, over interleaved rounds."""
+    for call in variants.values():  # warm up caches, pools, compiled statements
+        for _ in range(200):
+            call()
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    order = list(variants)
+    for _ in range(rounds):
+        random.shuffle(order)
+        for name in order:
+            call = variants[name]
+            start = time.perf_counter()
+            for _ in range(requests):
+                call()
+            samples[name].append((time.perf_counter() - start) / requests * 1e6)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 100_000, 1_000_000])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--requests", type=int, default=1_000)
+    args = parser.parse_args(argv)
+
+    extras = {"jwt": jwt_call(), "httpauth": httpauth_call()}
+    print(f"python {sys.version.split()[0]}, {args.rounds} rounds x {args.requests} requests")
+    print(f"{'tokens':>9}  {'variant':<13} {'us/request':>10}  {'ratio':>6}")
+    worst = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in args.sizes:
+            path = os.path.join(tmp, f"bench-{size}.sqlite")
+            started = time.perf_counter()
+            app, bare, protected, revoke_and_check = accesstokens_app(path, size)
+            load = time.perf_counter() - started
+            variants: dict[str, Call] = {"bare": bare, "accesstokens": protected}
+            variants.update({k: v for k, v in extras.items() if v is not None})
+            with app.app_context():
+                results = measure(variants, args.rounds, args.requests)
+            for name, value in results.items():
+                ratio = value / results["bare"]
+                print(f"{size:>9,}  {name:<13} {value:>10.1f}  {ratio:>6.3f}")
+            worst = max(worst, results["accesstokens"] / results["bare"])
+            status = revoke_and_check()
+            print(f"{size:>9,}  (loaded in {load:.1f}s; after revoke: {status})")
+            if status != 401:
+                print("revocation was not seen on the next request", file=sys.stderr)
+                return 1
+    print(f"worst accesstokens/bare ratio: {worst:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
