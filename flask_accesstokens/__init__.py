@@ -8,6 +8,7 @@ from .errors import InvalidRequest as InvalidRequest
 from .errors import InvalidToken as InvalidToken
 from .errors import MissingToken as MissingToken
 from .errors import StorageUnavailable as StorageUnavailable
+from .errors import TooManyFailures as TooManyFailures
 from .errors import WrongResource as WrongResource
 from .extension import AccessTokens as AccessTokens
 from .models import AccessToken as AccessToken

@@ -23,6 +23,8 @@ from werkzeug.local import LocalProxy
 from .credentials import token_from_header
 from .errors import AccessTokenError
 from .errors import InsufficientScope
+from .errors import InvalidRequest
+from .errors import InvalidToken
 from .errors import MissingToken
 from .errors import StorageUnavailable
 from .errors import WrongResource
@@ -75,13 +77,22 @@ def _verify(
     environ = req.environ
     client = environ.get("REMOTE_ADDR")
     store = state.store
+    throttle = state.throttle
     try:
-        secret = token_from_header(environ.get("HTTP_AUTHORIZATION"))
-        if secret is None:
-            if optional:
-                return None
-            raise MissingToken()
-        token: AuthenticatedToken = store.authenticate(secret, client)
+        header = environ.get("HTTP_AUTHORIZATION")
+        if throttle is not None and header:
+            throttle.check(client)
+        try:
+            secret = token_from_header(header)
+            if secret is None:
+                if optional:
+                    return None
+                raise MissingToken()
+            token: AuthenticatedToken = store.authenticate(secret, client)
+        except (InvalidRequest, InvalidToken):
+            if throttle is not None:
+                throttle.failed(client)
+            raise
         granted = token.granted
         held = any(s in granted for s in scopes) if any_of else all(s in granted for s in scopes)
         if not held:

@@ -16,6 +16,7 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.exceptions import Forbidden
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import ServiceUnavailable
+from werkzeug.exceptions import TooManyRequests
 from werkzeug.exceptions import Unauthorized
 from werkzeug.sansio.response import Response as SansIOResponse
 
@@ -112,6 +113,16 @@ class WrongResource(InsufficientScope):
     """Bound elsewhere. Same answer whether the resource exists or not."""
 
     description = "This access token does not grant access to this resource."
+
+
+class TooManyFailures(AccessTokenError, TooManyRequests):
+    """Too many failed attempts from this client; ``Retry-After`` says when
+    to try again."""
+
+    description = "Too many failed authentication attempts. Try again later."
+
+    def get_headers(self, environ: Any = None, scope: Any = None) -> list[tuple[str, str]]:
+        return [("Content-Type", "application/json"), *self.extra_headers.items()]
 
 
 class StorageUnavailable(AccessTokenError, ServiceUnavailable):

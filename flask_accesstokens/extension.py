@@ -15,6 +15,7 @@ from flask import current_app
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
+from . import ratelimit
 from . import signals
 from . import tokenformat
 from .decorators import ENVIRON_KEY
@@ -54,6 +55,7 @@ class _State:
         # "" never names a view argument: that part of the resource is absent.
         self.view_args = {part: names.get(part) or "" for part in DEFAULT_VIEW_ARGS}
         self.catalog: ScopeCatalog = extension.scopes
+        self.throttle = ratelimit.from_config(config)
 
     @property
     def project_loader(self) -> Callable[[str, str], str | None] | None:
@@ -157,6 +159,12 @@ class AccessTokens:
         Where the admin pages are mounted; None (the default) turns them off.
     ``ACCESSTOKENS_CLI``
         Register the ``flask access-tokens`` commands. True.
+    ``ACCESSTOKENS_RATELIMIT``
+        Failed authentications allowed per client address, e.g.
+        ``"10/minute"``; then 429. None (off). Needs the ``ratelimit`` extra.
+    ``ACCESSTOKENS_RATELIMIT_STORAGE_URI``
+        Where failures are counted: ``"memory://"`` (one process) or
+        ``"redis://host:6379"`` (many workers and hosts).
 
     .. versionadded:: 0.1
     """
@@ -197,6 +205,8 @@ class AccessTokens:
         config.setdefault("ACCESSTOKENS_API_URL_PREFIX", "/api")
         config.setdefault("ACCESSTOKENS_ADMIN_URL_PREFIX", None)
         config.setdefault("ACCESSTOKENS_CLI", True)
+        config.setdefault("ACCESSTOKENS_RATELIMIT", None)
+        config.setdefault("ACCESSTOKENS_RATELIMIT_STORAGE_URI", "memory://")
         tokenformat.check_prefix(config["ACCESSTOKENS_TOKEN_PREFIX"])
 
         for table in Base.metadata.sorted_tables:
