@@ -18,8 +18,8 @@ token_revoked = _signals.signal("token-revoked")
 token_rotated = _signals.signal("token-rotated")
 #: A request was authenticated: ``token`` (an :class:`AuthenticatedToken`).
 token_authenticated = _signals.signal("token-authenticated")
-#: A request was refused: ``reason``, ``token`` (None when unknown), ``client``.
+#: A request was refused: ``reason``, ``token_id`` (None when unknown), ``client``.
 token_rejected = _signals.signal("token-rejected")
-#: A rotated-out secret was presented after its grace window: ``token``,
+#: A rotated-out secret was presented after its grace window: ``token_id``,
 #: ``client``, ``revoked`` (whether the token was revoked because of it).
 token_reused = _signals.signal("token-reused")
