@@ -6,16 +6,13 @@ as Bitbucket does.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
-from typing import NoReturn
 
-from flask import Blueprint
 from flask import abort
+from flask import Blueprint
 from flask import jsonify
 from flask import request
-from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from flask_accesstokens import current_token
@@ -27,6 +24,9 @@ from .lifecycle import create_repository
 from .lifecycle import delete_project
 from .lifecycle import delete_repository
 from .lifecycle import move_repository
+from .models import find_project
+from .models import find_repository
+from .models import find_workspace
 from .models import Pipeline
 from .models import PipelineVariable
 from .models import Project
@@ -35,11 +35,14 @@ from .models import Repository
 from .models import Runner
 from .models import Webhook
 from .models import Workspace
-from .models import find_project
-from .models import find_repository
-from .models import find_workspace
+from .payloads import bool_field
+from .payloads import branch_name
+from .payloads import invalid
+from .payloads import json_object
+from .payloads import project_key_field
+from .payloads import text_field
 
-bp = Blueprint("api", __name__, url_prefix="/2.0")
+bp = Blueprint("api", __name__, url_prefix=bitbucket.API_PREFIX)
 
 REPO = "/repositories/<workspace>/<repo_slug>"
 PROJECT = "/workspaces/<workspace>/projects/<project_key>"
@@ -60,59 +63,6 @@ WEBHOOK_EVENTS = frozenset(
 
 def actor() -> str:
     return f"{current_token.name} (access token)"
-
-
-def invalid(message: str, **fields: str) -> NoReturn:
-    body = bitbucket.error_body(message, fields=fields) if fields else bitbucket.error_body(message)
-    abort(Response(json.dumps(body), 400, mimetype="application/json"))
-
-
-def json_object() -> dict[str, Any]:
-    if not request.is_json:
-        abort(415, description="The request body must be application/json.")
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        invalid("The request body must be a JSON object.")
-    return data
-
-
-def text_field(data: dict[str, Any], name: str, *, required: bool = False, default: str = "") -> str:
-    value = data.get(name, None)
-    if value is None:
-        if required:
-            invalid(f"{name} is required.", **{name: "This field is required."})
-        return default
-    if not isinstance(value, str) or (required and not value.strip()):
-        invalid(f"{name} must be a non-empty string.", **{name: "Must be a non-empty string."})
-    return value
-
-
-def bool_field(data: dict[str, Any], name: str, default: bool) -> bool:
-    value = data.get(name, default)
-    if not isinstance(value, bool):
-        invalid(f"{name} must be true or false.", **{name: "Must be a boolean."})
-    return value
-
-
-def branch_name(data: dict[str, Any], side: str, default: str | None = None) -> str:
-    """``{"source": {"branch": {"name": "feature"}}}`` as Bitbucket sends it."""
-    value = data.get(side)
-    if value is None and default is not None:
-        return default
-    branch = value.get("branch") if isinstance(value, dict) else None
-    name = branch.get("name") if isinstance(branch, dict) else None
-    if not isinstance(name, str) or not name.strip():
-        invalid(f"{side}.branch.name is required.", **{side: "A branch name is required."})
-    return name
-
-
-def project_key_field(data: dict[str, Any]) -> str | None:
-    project = data.get("project")
-    if project is None:
-        return None
-    if not isinstance(project, dict) or not isinstance(project.get("key"), str):
-        invalid("project must be an object with a key.", project="Must be {\"key\": \"KEY\"}.")
-    return str(project["key"])
 
 
 def workspace_or_404(workspace: str) -> Workspace:
@@ -139,20 +89,6 @@ def repository_or_404(workspace: str, repo_slug: str) -> Repository:
 def created(body: dict[str, Any]) -> tuple[Response, int, dict[str, str]]:
     location = body.get("links", {}).get("self", {}).get("href", "")
     return jsonify(body), 201, ({"Location": location} if location else {})
-
-
-def handle_http_error(error: HTTPException) -> Response | HTTPException:
-    """Errors under /2.0 in Bitbucket's shape; the extension's own JSON errors pass through."""
-    if not request.path.startswith(bp.url_prefix or "/2.0"):
-        return error
-    response = error.get_response()
-    if not isinstance(response, Response):
-        response = Response(response.response, response.status, response.headers)
-    if response.mimetype != "application/json":
-        body = bitbucket.error_body(error.description or error.name)
-        response.set_data(json.dumps(body))
-        response.mimetype = "application/json"
-    return response
 
 
 # Repositories
@@ -210,7 +146,7 @@ def update_repository(workspace: str, repo_slug: str) -> Response:
 @bp.delete(REPO)
 @require_scope("repository:delete")
 def delete_repository_route(workspace: str, repo_slug: str) -> tuple[str, int]:
-    delete_repository(repository_or_404(workspace, repo_slug))
+    delete_repository(repository_or_404(workspace, repo_slug), actor())
     return "", 204
 
 
@@ -478,5 +414,5 @@ def update_project(workspace: str, project_key: str) -> Response:
 @bp.delete(PROJECT)
 @require_scope("project:admin")
 def delete_project_route(workspace: str, project_key: str) -> tuple[str, int]:
-    delete_project(project_or_404(workspace, project_key))
+    delete_project(project_or_404(workspace, project_key), actor())
     return "", 204

@@ -11,11 +11,11 @@ import hmac
 import secrets
 from collections.abc import Callable
 from typing import Any
-from typing import TypeVar
 from typing import cast
+from typing import TypeVar
 
-from flask import Blueprint
 from flask import abort
+from flask import Blueprint
 from flask import g
 from flask import redirect
 from flask import render_template
@@ -27,8 +27,8 @@ from werkzeug.security import generate_password_hash
 from werkzeug.wrappers import Response
 
 from .extensions import db
-from .models import User
 from .models import find_user
+from .models import User
 
 bp = Blueprint("auth", __name__)
 

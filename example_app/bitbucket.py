@@ -5,6 +5,7 @@ A Bitbucket API client pointed at this app reads these unchanged.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from collections.abc import Sequence
 from datetime import datetime
@@ -15,6 +16,8 @@ from typing import TypeVar
 from flask import abort
 from flask import request
 from flask import url_for
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
 
 from .models import Membership
 from .models import Pipeline
@@ -28,6 +31,7 @@ from .models import Workspace
 
 T = TypeVar("T")
 
+API_PREFIX = "/2.0"
 DEFAULT_PAGELEN = 10
 MAX_PAGELEN = 100
 
@@ -68,9 +72,13 @@ def paginate(items: Sequence[T], serialize: Callable[[T], dict[str, Any]]) -> di
         "size": len(items),
     }
     if start + pagelen < len(items):
-        args = {**request.args.to_dict(), "page": page + 1, "pagelen": pagelen}
-        endpoint = request.endpoint or ""
-        body["next"] = url_for(endpoint, **(request.view_args or {}), **args, _external=True)
+        values: dict[str, Any] = {
+            **(request.view_args or {}),
+            **request.args.to_dict(),
+            "page": page + 1,
+            "pagelen": pagelen,
+        }
+        body["next"] = url_for(request.endpoint or "", _external=True, **values)
     return body
 
 
@@ -282,3 +290,17 @@ def membership_json(membership: Membership) -> dict[str, Any]:
         "workspace": workspace_ref(membership.workspace),
         "added_on": iso(membership.added_on),
     }
+
+
+def handle_http_error(error: HTTPException) -> Response | HTTPException:
+    """Errors under /2.0 in Bitbucket's shape; the extension's own JSON errors pass through."""
+    if not request.path.startswith(API_PREFIX):
+        return error
+    response = error.get_response()
+    if not isinstance(response, Response):
+        response = Response(response.response, response.status, response.headers)
+    if response.mimetype != "application/json":
+        body = error_body(error.description or error.name)
+        response.set_data(json.dumps(body))
+        response.mimetype = "application/json"
+    return response

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
 
@@ -14,3 +16,9 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 tokens = AccessTokens()
+
+# Models subclass ``Model``: it is ``db.Model`` at run time, and a class mypy can see.
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model

@@ -1,7 +1,7 @@
 """Creating, moving and deleting repositories, projects and workspaces.
 
-Deleting a resource revokes the tokens bound to it first: if the deletion then
-fails, access is lost rather than left behind.
+Deleting a resource revokes the tokens bound to it, and to everything inside
+it, first: if the deletion then fails, access is lost rather than left behind.
 """
 
 from __future__ import annotations
@@ -46,35 +46,35 @@ def move_repository(repo: Repository, project: Project) -> None:
     db.session.commit()
 
 
-def delete_repository(repo: Repository) -> None:
+def delete_repository(repo: Repository, actor: str | None = None) -> None:
     workspace, slug = repo.workspace.slug, repo.slug
-    tokens.revoke_resource_tokens(workspace=workspace, repository=slug)
+    tokens.revoke_resource_tokens(workspace=workspace, repository=slug, revoked_by=actor)
     db.session.delete(repo)
     db.session.commit()
     remove(repository_path(workspace, slug))
 
 
-def delete_project(project: Project) -> None:
+def delete_project(project: Project, actor: str | None = None) -> None:
     """Its repositories go with it, and so do their tokens."""
     workspace, key = project.workspace.slug, project.key
     slugs = [repo.slug for repo in project.repositories]
-    tokens.revoke_resource_tokens(workspace=workspace, project=key)
+    tokens.revoke_resource_tokens(workspace=workspace, project=key, revoked_by=actor)
     for slug in slugs:
-        tokens.revoke_resource_tokens(workspace=workspace, repository=slug)
+        tokens.revoke_resource_tokens(workspace=workspace, repository=slug, revoked_by=actor)
     db.session.delete(project)
     db.session.commit()
     for slug in slugs:
         remove(repository_path(workspace, slug))
 
 
-def delete_workspace(workspace: Workspace) -> None:
+def delete_workspace(workspace: Workspace, actor: str | None = None) -> None:
     slug = workspace.slug
-    projects = [(project.key, [r.slug for r in project.repositories]) for project in workspace.projects]
-    tokens.revoke_resource_tokens(workspace=slug)
+    projects = [(p.key, [r.slug for r in p.repositories]) for p in workspace.projects]
+    tokens.revoke_resource_tokens(workspace=slug, revoked_by=actor)
     for key, repos in projects:
-        tokens.revoke_resource_tokens(workspace=slug, project=key)
+        tokens.revoke_resource_tokens(workspace=slug, project=key, revoked_by=actor)
         for repo in repos:
-            tokens.revoke_resource_tokens(workspace=slug, repository=repo)
+            tokens.revoke_resource_tokens(workspace=slug, repository=repo, revoked_by=actor)
     db.session.delete(workspace)
     db.session.commit()
     for _, repos in projects:

@@ -7,9 +7,9 @@ from datetime import datetime
 from datetime import timezone
 from typing import Any
 
-from sqlalchemy import JSON
 from sqlalchemy import DateTime
 from sqlalchemy import ForeignKey
+from sqlalchemy import JSON
 from sqlalchemy import String
 from sqlalchemy import Text
 from sqlalchemy import UniqueConstraint
@@ -18,6 +18,7 @@ from sqlalchemy.orm import mapped_column
 from sqlalchemy.orm import relationship
 
 from .extensions import db
+from .extensions import Model
 
 PLANS = ("free", "premium")
 ROLES = ("admin", "member")
@@ -31,7 +32,7 @@ def new_uuid() -> str:
     return str(uuid.uuid4())
 
 
-class User(db.Model):
+class User(Model):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -45,7 +46,7 @@ class User(db.Model):
     )
 
 
-class Workspace(db.Model):
+class Workspace(Model):
     __tablename__ = "workspaces"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -70,7 +71,7 @@ class Workspace(db.Model):
         return self.plan == "premium"
 
 
-class Membership(db.Model):
+class Membership(Model):
     __tablename__ = "memberships"
     __table_args__ = (UniqueConstraint("user_id", "workspace_id"),)
 
@@ -84,7 +85,7 @@ class Membership(db.Model):
     workspace: Mapped[Workspace] = relationship(back_populates="memberships")
 
 
-class Project(db.Model):
+class Project(Model):
     __tablename__ = "projects"
     __table_args__ = (UniqueConstraint("workspace_id", "key"),)
 
@@ -106,7 +107,7 @@ class Project(db.Model):
     )
 
 
-class Repository(db.Model):
+class Repository(Model):
     __tablename__ = "repositories"
     __table_args__ = (UniqueConstraint("workspace_id", "slug"),)
 
@@ -146,7 +147,7 @@ class Repository(db.Model):
         return f"{self.workspace.slug}/{self.slug}"
 
 
-class PullRequest(db.Model):
+class PullRequest(Model):
     __tablename__ = "pull_requests"
     __table_args__ = (UniqueConstraint("repository_id", "number"),)
 
@@ -169,7 +170,7 @@ class PullRequest(db.Model):
     repository: Mapped[Repository] = relationship(back_populates="pull_requests")
 
 
-class Webhook(db.Model):
+class Webhook(Model):
     __tablename__ = "webhooks"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -185,7 +186,7 @@ class Webhook(db.Model):
     repository: Mapped[Repository] = relationship(back_populates="webhooks")
 
 
-class PipelineVariable(db.Model):
+class PipelineVariable(Model):
     __tablename__ = "pipeline_variables"
     __table_args__ = (UniqueConstraint("repository_id", "key"),)
 
@@ -200,7 +201,7 @@ class PipelineVariable(db.Model):
     repository: Mapped[Repository] = relationship(back_populates="variables")
 
 
-class Pipeline(db.Model):
+class Pipeline(Model):
     __tablename__ = "pipelines"
     __table_args__ = (UniqueConstraint("repository_id", "build_number"),)
 
@@ -217,7 +218,7 @@ class Pipeline(db.Model):
     repository: Mapped[Repository] = relationship(back_populates="pipelines")
 
 
-class Runner(db.Model):
+class Runner(Model):
     """A self-hosted runner, registered on a workspace or on one repository."""
 
     __tablename__ = "runners"
@@ -236,9 +237,7 @@ class Runner(db.Model):
 
 
 def find_workspace(slug: str) -> Workspace | None:
-    return db.session.execute(
-        db.select(Workspace).filter_by(slug=slug)
-    ).scalar_one_or_none()
+    return db.session.execute(db.select(Workspace).filter_by(slug=slug)).scalar_one_or_none()
 
 
 def find_project(workspace: str, key: str) -> Project | None:

@@ -105,6 +105,7 @@ def _verify(
     except AccessTokenError as e:
         e.realm = state.realm
         raise
+    store.record_use(token, client)
     g._accesstokens_token = token
     environ[ENVIRON_KEY] = token.id
     if token_authenticated.receivers:

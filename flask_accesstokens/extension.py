@@ -219,23 +219,24 @@ class AccessTokens:
         self._register_surfaces(app)
 
     def _register_surfaces(self, app: Flask) -> None:
-        import importlib
-
+        # Imported here: each surface is optional, and the admin pages need
+        # the ``admin`` extra only when they are turned on.
         config = app.config
-        for module in ("api", "admin"):
-            prefix = config[f"ACCESSTOKENS_{module.upper()}_URL_PREFIX"]
-            if prefix is None:
-                continue
-            try:
-                surface = importlib.import_module(f".{module}", __package__)
-            except ModuleNotFoundError:
-                continue
-            app.register_blueprint(surface.blueprint, url_prefix=prefix.rstrip("/"))
+        if config["ACCESSTOKENS_API_URL_PREFIX"] is not None:
+            from .api import blueprint as api
+
+            app.register_blueprint(
+                api, url_prefix=config["ACCESSTOKENS_API_URL_PREFIX"].rstrip("/")
+            )
+        if config["ACCESSTOKENS_ADMIN_URL_PREFIX"] is not None:
+            from .admin import blueprint as admin
+
+            app.register_blueprint(
+                admin, url_prefix=config["ACCESSTOKENS_ADMIN_URL_PREFIX"].rstrip("/")
+            )
         if config["ACCESSTOKENS_CLI"]:
-            try:
-                from .cli import access_tokens
-            except ImportError:
-                return
+            from .cli import access_tokens
+
             app.cli.add_command(access_tokens)
 
     @staticmethod

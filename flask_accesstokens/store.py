@@ -21,7 +21,9 @@ import threading
 import time
 from collections.abc import Callable
 from collections.abc import Iterable
+from collections.abc import Iterator
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
@@ -30,6 +32,7 @@ from typing import cast
 
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -352,8 +355,6 @@ class TokenStore:
         expires = None if expires_at is None else as_utc(expires_at)
         if expires is not None and expires <= now:
             raise self.reject("expired", token_id, client)
-        if last_used_at is None or now - as_utc(last_used_at) >= self._resolution:  # type: ignore[operator]
-            self._touch(token_id, now, client)
         granted = tuple(scopes.split())
         return AuthenticatedToken(
             id=token_id,
@@ -366,7 +367,15 @@ class TokenStore:
             granted=self.catalog.closure(granted),
             created_by=created_by,
             expires_at=expires,
+            last_used_at=None if last_used_at is None else as_utc(last_used_at),
         )
+
+    def record_use(self, token: AuthenticatedToken, client: str | None) -> None:
+        """Called once a request is allowed: never on the failure path, and at
+        most once per ``ACCESSTOKENS_LAST_USED_RESOLUTION`` per token."""
+        now = utcnow()
+        if token.last_used_at is None or now - token.last_used_at >= self._resolution:
+            self._touch(token.id, now, client)
 
     def reject(self, reason: str, token_id: str | None, client: str | None) -> InvalidToken:
         """Count a failed authentication and say why, to signals only."""
@@ -427,13 +436,23 @@ class TokenStore:
             self.session.rollback()
             raise
 
+    @contextmanager
+    def _request_path_transaction(self) -> Iterator[Connection]:
+        """A short transaction of its own, apart from the app's session, that
+        gives up after ``ACCESSTOKENS_STATEMENT_TIMEOUT`` like the lookup."""
+        with self._engine().begin() as conn:
+            timeout = self.config.statement_timeout_ms
+            if timeout and conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout)}")
+            yield conn
+
     def _touch(self, token_id: str, now: datetime, client: str | None) -> None:
         """Record use, at most once per resolution, by whichever worker gets
         there first. Never fails the request."""
         t = TOKENS
         cutoff = now - self.config.last_used_resolution
         try:
-            with self._engine().begin() as conn:
+            with self._request_path_transaction() as conn:
                 conn.execute(
                     t.update()
                     .where(
@@ -452,7 +471,7 @@ class TokenStore:
         the old secret may hold the new one too."""
         revoke = self.config.revoke_on_reuse and active
         try:
-            with self._engine().begin() as conn:
+            with self._request_path_transaction() as conn:
                 if revoke:
                     t = TOKENS
                     conn.execute(
@@ -477,7 +496,7 @@ class TokenStore:
 
     def _write_event(self, **values: Any) -> None:
         try:
-            with self._engine().begin() as conn:
+            with self._request_path_transaction() as conn:
                 conn.execute(EVENTS.insert().values(at=utcnow(), **values))
         except SQLAlchemyError:
             log.warning("could not write audit event %s", values.get("action"), exc_info=True)
@@ -502,6 +521,9 @@ def _check_resource(workspace: object, project: object, repository: object) -> R
     ):
         if value is not None and (not isinstance(value, str) or len(value) > 255):
             raise TokenValidationError(field, "must be a string of at most 255 characters")
+        if isinstance(value, str) and not value.strip():
+            # "" must not quietly widen a repository token to the workspace.
+            raise TokenValidationError(field, "must not be empty")
     try:
         return Resource.of(workspace, project, repository)  # type: ignore[arg-type]
     except ValueError as e:
@@ -568,7 +590,7 @@ class _Lookup:
                 t.c.workspace,
                 t.c.project,
                 t.c.repository,
-                t.c.scopes,
+                sa.type_coerce(t.c.scopes, sa.Text),
                 t.c.created_by,
                 t.c.revoked_at,
                 t.c.expires_at,
@@ -603,22 +625,37 @@ class _Lookup:
             compiled = self.statement(key).compile(dialect=engine.dialect)
             self._compiled[key] = (compiled, compiled.string, _param_builder(compiled.positiontup))
         _, sql, to_params = self._compiled[key]
-        conn = self._checkout(engine)
+        params = to_params(digests)
+        conn, reused = self._checkout(engine)
         try:
-            row = conn.find(sql, to_params(digests), digests[0])
+            row = conn.find(sql, params, digests[0])
         except BaseException:
             conn.close()
-            raise
+            if not (reused and conn.broken):
+                raise
+            # The server went away while this connection sat idle (a restart,
+            # a failover): so did its siblings. Start afresh, once.
+            self.dispose()
+            conn = self._connect(engine)
+            try:
+                row = conn.find(sql, params, digests[0])
+            except BaseException:
+                conn.close()
+                raise
         self._idle.append(conn)
         return row
 
-    def _checkout(self, engine: Engine) -> _RawConnection:
-        if self._pid != os.getpid():  # forked: never share a parent's sockets
+    def _checkout(self, engine: Engine) -> tuple[_RawConnection, bool]:
+        if self._pid != os.getpid():
+            # Forked: never touch the parent's sockets, here or in the pool.
             self._idle, self._pid = [], os.getpid()
+            engine.dispose(close=False)
         try:
-            return self._idle.pop()
+            return self._idle.pop(), True
         except IndexError:
-            pass
+            return self._connect(engine), False
+
+    def _connect(self, engine: Engine) -> _RawConnection:
         proxy = engine.raw_connection()
         proxy.detach()
         conn = proxy.dbapi_connection
@@ -652,6 +689,11 @@ class _RawConnection:
         row = cursor.fetchone()
         cursor.close()
         return None if row is None else tuple(row)
+
+    @property
+    def broken(self) -> bool:
+        """Whether the driver gave up on this connection (psycopg knows)."""
+        return bool(getattr(self.conn, "closed", False))
 
     def close(self) -> None:
         try:

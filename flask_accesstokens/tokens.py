@@ -43,6 +43,8 @@ class AuthenticatedToken(NamedTuple):
     granted: frozenset[str]
     created_by: str | None
     expires_at: datetime | None
+    #: As stored before this request.
+    last_used_at: datetime | None = None
 
     @property
     def resource(self) -> Resource:

@@ -33,10 +33,12 @@ def make_app(database_uri: str, **config: Any) -> tuple[Flask, SQLAlchemy, Acces
     app on the same database (a stand-in for a second worker)."""
     app = Flask(__name__)
     app.config.update(
-        SECRET_KEY="test secret key",
-        SQLALCHEMY_DATABASE_URI=database_uri,
-        TESTING=True,
-        **config,
+        {
+            "SECRET_KEY": "test secret key",
+            "SQLALCHEMY_DATABASE_URI": database_uri,
+            "TESTING": True,
+            **config,
+        }
     )
     db = SQLAlchemy()
     db.init_app(app)

@@ -1,0 +1,157 @@
+"""``python -m example_app demo``: seed, mint one token of each type, print the
+curl story, and serve on 127.0.0.1.
+
+The story is data (:func:`story`), so the printed lines and the walkthrough
+test that replays them cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import timezone
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+from werkzeug.serving import run_simple
+
+from flask_accesstokens import NewToken
+
+from .extensions import tokens
+from .seed import DEMO_PASSWORD
+from .seed import seed_demo
+from .seed import USERS
+
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class DemoTokens:
+    repository: NewToken
+    project: NewToken
+    workspace: NewToken
+
+
+@dataclass(frozen=True)
+class Step:
+    """One request of the story and the status it shows."""
+
+    explanation: str
+    token: str
+    path: str
+    status: int
+
+
+def create_demo_tokens() -> DemoTokens:
+    """Fresh tokens each run, named by the time, so running the demo twice just adds more."""
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return DemoTokens(
+        repository=tokens.create_token(
+            name=f"Demo CI {stamp}",
+            workspace="acme",
+            repository="api",
+            scopes=["repository:write", "pullrequest:write"],
+            created_by="alice",
+        ),
+        project=tokens.create_token(
+            name=f"Demo project bot {stamp}",
+            workspace="acme",
+            project="API",
+            scopes=["project", "pullrequest"],
+            created_by="alice",
+        ),
+        workspace=tokens.create_token(
+            name=f"Demo workspace admin {stamp}",
+            workspace="acme",
+            scopes=["account", "project:admin", "repository:admin"],
+            created_by="alice",
+        ),
+    )
+
+
+def story(demo: DemoTokens) -> tuple[list[Step], list[Step]]:
+    """The requests before and after revoking the repository token."""
+    repo, project, workspace = demo.repository.secret, demo.project.secret, demo.workspace.secret
+    before = [
+        Step(
+            "200: the repository token reads its repository",
+            repo,
+            "/2.0/repositories/acme/api",
+            200,
+        ),
+        Step("403: it lacks the webhook scope", repo, "/2.0/repositories/acme/api/hooks", 403),
+        Step("403: it is bound to acme/api, not acme/web", repo, "/2.0/repositories/acme/web", 403),
+        Step(
+            "200: the project token reads its project",
+            project,
+            "/2.0/workspaces/acme/projects/API",
+            200,
+        ),
+        Step(
+            "200: ...and every repository in it",
+            project,
+            "/2.0/repositories/acme/lib/pullrequests",
+            200,
+        ),
+        Step(
+            "200: the workspace token lists members", workspace, "/2.0/workspaces/acme/members", 200
+        ),
+    ]
+    after = [Step("401: a revoked token is dead at once", repo, "/2.0/repositories/acme/api", 401)]
+    return before, after
+
+
+def python_command() -> str:
+    """How to call this interpreter in the user's shell."""
+    return "python" if shutil.which("python") == sys.executable else shlex.quote(sys.executable)
+
+
+def curl(base_url: str, step: Step) -> str:
+    header = f"Authorization: Bearer {step.token}"
+    return f"# {step.explanation}\ncurl -i -H '{header}' {base_url}{step.path}"
+
+
+def instructions(base_url: str, demo: DemoTokens) -> str:
+    before, after = story(demo)
+    users = ", ".join(f"{name}/{DEMO_PASSWORD}" for name in USERS)
+    host = base_url.split("://", 1)[1]
+    lines = [
+        f"Sign in at {base_url}/login as {users} (alice is the admin).",
+        "",
+        "Tokens (shown once; they are stored only as digests):",
+        f"  repository acme/api   {demo.repository.secret}",
+        f"      scopes {' '.join(demo.repository.token.scopes)}",
+        f"  project    acme/API   {demo.project.secret}",
+        f"      scopes {' '.join(demo.project.token.scopes)}",
+        f"  workspace  acme       {demo.workspace.secret}",
+        f"      scopes {' '.join(demo.workspace.token.scopes)}",
+        "",
+        "# git over HTTP with the repository token",
+        f"git clone http://x-token-auth:{demo.repository.secret}@{host}/acme/api.git",
+        "",
+        *(curl(base_url, step) + "\n" for step in before),
+        "# revoke the repository token...",
+        f"{python_command()} -m example_app access-tokens revoke {demo.repository.token.id}",
+        "",
+        *(curl(base_url, step) + "\n" for step in after),
+    ]
+    return "\n".join(lines)
+
+
+def serve(app: object, port: int) -> None:
+    run_simple(HOST, port, app, threaded=True)  # type: ignore[arg-type]
+
+
+@click.command("demo")
+@click.option("--port", default=5000, show_default=True, help="Port on 127.0.0.1.")
+@with_appcontext
+def demo_command(port: int) -> None:
+    """Seed the demo data, mint a token of each type, print how to try them, and serve."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    seed_demo()
+    click.echo(instructions(f"http://{HOST}:{port}", create_demo_tokens()))
+    serve(app, port)

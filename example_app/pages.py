@@ -1,0 +1,66 @@
+"""The browsable pages for signed-in people: dashboard, workspace, project, repository."""
+
+from __future__ import annotations
+
+from flask import abort
+from flask import Blueprint
+from flask import render_template
+
+from .auth import current_user
+from .auth import login_required
+from .bitbucket import clone_url
+from .models import find_project
+from .models import find_repository
+from .models import find_workspace
+from .models import Project
+from .models import Repository
+from .models import role_in
+from .models import Workspace
+
+bp = Blueprint("pages", __name__)
+
+
+def visible_workspace(workspace: str) -> tuple[Workspace, str]:
+    """The workspace and the signed-in user's role; 404 to non-members, so names do not leak."""
+    user = current_user()
+    found = find_workspace(workspace)
+    role = role_in(user, workspace) if user is not None else None
+    if found is None or role is None:
+        abort(404)
+    return found, role
+
+
+@bp.get("/")
+@login_required
+def home() -> str:
+    user = current_user()
+    assert user is not None
+    memberships = sorted(user.memberships, key=lambda m: m.workspace.slug)
+    return render_template("home.html", user=user, memberships=memberships)
+
+
+@bp.get("/<workspace>/")
+@login_required
+def workspace(workspace: str) -> str:
+    found, role = visible_workspace(workspace)
+    return render_template("workspace.html", workspace=found, role=role)
+
+
+@bp.get("/<workspace>/workspace/projects/<project_key>")
+@login_required
+def project(workspace: str, project_key: str) -> str:
+    _, role = visible_workspace(workspace)
+    found: Project | None = find_project(workspace, project_key)
+    if found is None:
+        abort(404)
+    return render_template("project.html", project=found, role=role)
+
+
+@bp.get("/<workspace>/<repo_slug>")
+@login_required
+def repository(workspace: str, repo_slug: str) -> str:
+    _, role = visible_workspace(workspace)
+    found: Repository | None = find_repository(workspace, repo_slug)
+    if found is None:
+        abort(404)
+    return render_template("repository.html", repo=found, role=role, clone_url=clone_url(found))

@@ -1,0 +1,570 @@
+"""The admin pages: Bitbucket's "Access tokens" settings page for a
+repository, project or workspace, and an overview of a whole workspace.
+
+Plain HTML forms, so everything works with JavaScript off. Every form carries
+a Flask-WTF CSRF token. A secret is shown once, in the response to the POST
+that made it, and never leaves the server otherwise: not in a URL, not in the
+session (a cookie, with Flask's default session), not in the database. As
+that response is the result of a POST, the create and rotate forms also carry
+a one-time form id, remembered in the session; a reload or a back-and-forward
+that submits the form again finds it used up, creates nothing and lands on the
+token list with a notice. Templates live under ``accesstokens/``; override
+``accesstokens/base.html`` to put the pages inside your own layout.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from datetime import datetime
+from datetime import time
+from datetime import timedelta
+from datetime import timezone
+from typing import Any
+from typing import TypeVar
+
+from flask import abort
+from flask import Blueprint
+from flask import current_app
+from flask import make_response
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import session
+from flask import url_for
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
+
+from .credentials import carries_token
+from .extension import AccessTokens
+from .models import AccessToken
+from .models import utcnow
+from .resources import Resource
+from .scopes import TOKEN_TYPES
+from .store import STATES
+from .store import TokenStore
+from .store import TokenValidationError
+
+try:
+    from flask_wtf.csrf import generate_csrf  # type: ignore[import-untyped]
+    from flask_wtf.csrf import validate_csrf
+    from wtforms.validators import ValidationError  # type: ignore[import-untyped]
+except ModuleNotFoundError as e:  # re-raised as a plain ImportError, which init_app lets through
+    raise ImportError(
+        "The access-token admin pages need Flask-WTF for CSRF protection: "
+        "pip install 'Flask-AccessTokens[admin]'"
+    ) from e
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+blueprint = Blueprint(
+    "accesstokens_admin",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    # Not "/static": with an empty URL prefix that would collide with the app's.
+    static_url_path="/accesstokens-static",
+)
+
+#: Session key of the form ids handed out and not yet submitted. It holds
+#: only these random ids, never a secret.
+FORM_IDS_KEY = "_accesstokens_form_ids"
+#: How many unsubmitted forms a session may have open at once; opening more
+#: forgets the oldest, which then count as already submitted.
+FORM_IDS_KEPT = 10
+PAGELEN = 50
+
+_RESOURCE_RULES = (
+    "/repositories/<workspace>/<repo_slug>/access-tokens",
+    "/workspaces/<workspace>/projects/<project_key>/access-tokens",
+    "/workspaces/<workspace>/access-tokens",
+)
+
+
+def _resource_route(suffix: str, methods: list[str]) -> Callable[[F], F]:
+    """Serve one view at the same place under all three resource URLs."""
+
+    def decorator(view: F) -> F:
+        for rule in _RESOURCE_RULES:
+            blueprint.add_url_rule(rule + suffix, view_func=view, methods=methods)
+        return view
+
+    return decorator
+
+
+# -- guards ------------------------------------------------------------------
+
+
+@blueprint.before_request
+def _refuse_tokens() -> None:
+    """Tokens never manage tokens, whatever the manager loader would say."""
+    if carries_token(request):
+        abort(403, "Access tokens cannot be used to manage access tokens. Sign in instead.")
+
+
+@blueprint.after_request
+def _frame_same_site_only(response: Response) -> Response:
+    """Apps may embed the pages in their own (same-site) frames; other sites
+    may not, so a confirm button cannot be clickjacked."""
+    response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+    return response
+
+
+def _extension() -> AccessTokens:
+    return current_app.extensions["accesstokens"]  # type: ignore[no-any-return]
+
+
+def _store() -> TokenStore:
+    return AccessTokens.state().store
+
+
+def _manager(resource: Resource) -> str:
+    user = _extension().manager_of(resource)
+    if user is None:
+        abort(403, f"You don't have permission to manage the access tokens of {resource}.")
+    return user
+
+
+def _resource(workspace: str, project_key: str | None, repo_slug: str | None) -> Resource:
+    return Resource.of(workspace, project_key, repo_slug)
+
+
+def _token_of(resource: Resource, token_id: str) -> AccessToken:
+    """The token, if it is bound to exactly this resource; 404 otherwise, so
+    ids of other resources' tokens look like ids that do not exist."""
+    token = _store().get(token_id)
+    if token is None or _resource_of(token) != resource:
+        abort(404, "There is no such access token here.")
+    return token
+
+
+def _plan_refusal(resource: Resource) -> str | None:
+    """Why this resource cannot get new tokens on its workspace's plan, if it can't."""
+    allowed = _extension().allowed_token_types(resource.workspace)
+    if resource.type in allowed:
+        return None
+    message = (
+        f"{resource.type.capitalize()} access tokens are not available on the plan of "
+        f"workspace {resource.workspace}."
+    )
+    if allowed:
+        message += f" It can use {' and '.join(allowed)} access tokens."
+    return message
+
+
+def _check_csrf() -> None:
+    if not current_app.config.get("WTF_CSRF_ENABLED", True):
+        return
+    try:
+        validate_csrf(request.form.get(_csrf_field()))
+    except ValidationError:
+        abort(
+            400,
+            "This form expired or did not come from this site. "
+            "Go back, reload the page and try again.",
+        )
+
+
+def _csrf_field() -> str:
+    return str(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"))
+
+
+def issue_form_id() -> str:
+    """A fresh one-time id for a form that reveals a secret when submitted.
+    Templates call it as they render the form, so each rendering gets its own."""
+    form_id = secrets.token_urlsafe(16)
+    session[FORM_IDS_KEY] = [*_open_form_ids(), form_id][-FORM_IDS_KEPT:]
+    return form_id
+
+
+def _open_form_ids() -> list[str]:
+    ids = session.get(FORM_IDS_KEY)
+    return [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
+
+
+def _first_submission() -> bool:
+    """Use up the form id this POST carries. False when it has none or it was
+    used already: the browser is sending the form again (a reload of the
+    page that showed the secret, or back and forward), not the user."""
+    form_id = request.form.get("form_id", "")
+    open_ids = _open_form_ids()
+    if form_id not in open_ids:
+        return False
+    open_ids.remove(form_id)
+    session[FORM_IDS_KEY] = open_ids
+    return True
+
+
+def _already_submitted(resource: Resource) -> Response:
+    return redirect(resource_url("list_tokens", resource, notice="resubmitted"), 303)
+
+
+@blueprint.errorhandler(400)
+@blueprint.errorhandler(403)
+@blueprint.errorhandler(404)
+def _error_page(error: HTTPException) -> tuple[str, int]:
+    return render_template("accesstokens/error.html", error=error), error.code or 500
+
+
+# -- helpers for templates ---------------------------------------------------
+
+
+def _resource_of(token: AccessToken) -> Resource:
+    return Resource(token.type, token.workspace, token.project, token.repository)
+
+
+def _resource_args(resource: Resource) -> dict[str, str]:
+    args = {"workspace": resource.workspace}
+    if resource.project is not None:
+        args["project_key"] = resource.project
+    if resource.repository is not None:
+        args["repo_slug"] = resource.repository
+    return args
+
+
+def resource_url(endpoint: str, resource: Resource, **values: Any) -> str:
+    """The URL of an admin page of ``resource``."""
+    return url_for(f"{blueprint.name}.{endpoint}", **{**_resource_args(resource), **values})
+
+
+def token_url(endpoint: str, token: AccessToken, **values: Any) -> str:
+    """The URL of an admin page of one token, under its own resource."""
+    return resource_url(endpoint, _resource_of(token), token_id=token.id, **values)
+
+
+def format_time(value: datetime | None, empty: str = "Never") -> str:
+    if value is None:
+        return empty
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def scope_labels(names: Any) -> list[str]:
+    catalog = _extension().scopes
+    return [catalog.scopes[n].label if n in catalog else n for n in names]
+
+
+def implied_labels(names: Any) -> list[str]:
+    """Labels of what ``names`` imply beyond themselves."""
+    return sorted(scope_labels(_extension().scopes.implied_by(names)))
+
+
+@blueprint.context_processor
+def _template_helpers() -> dict[str, Any]:
+    return {
+        "csrf_field": _csrf_field(),
+        "csrf_token": generate_csrf,
+        "issue_form_id": issue_form_id,
+        "resource_url": resource_url,
+        "token_url": token_url,
+        "resource_of": _resource_of,
+        "format_time": format_time,
+        "scope_labels": scope_labels,
+        "implied_labels": implied_labels,
+    }
+
+
+@dataclass(frozen=True)
+class ScopeChoice:
+    """One checkbox of the create form."""
+
+    name: str
+    label: str
+    action: str
+    #: Labels of what this scope grants besides itself, for "also grants" text.
+    also_grants: tuple[str, ...]
+    #: Names of the same, for the progressive-enhancement script.
+    implies: tuple[str, ...]
+    checked: bool
+    implied: bool
+
+
+def scope_groups(token_type: str, chosen: list[str]) -> list[tuple[str, list[ScopeChoice]]]:
+    """The scopes a token type may hold, grouped as Bitbucket groups them:
+    a label "Repositories: Write" is action "Write" of group "Repositories"."""
+    catalog = _extension().scopes
+    implied_now = catalog.implied_by(chosen)
+    groups: dict[str, list[ScopeChoice]] = {}
+    for scope in catalog.allowed_for(token_type):
+        group, sep, action = scope.label.partition(": ")
+        if not sep:
+            group, action = "Other", scope.label
+        implies = tuple(sorted(catalog.implied_by([scope.name])))
+        groups.setdefault(group, []).append(
+            ScopeChoice(
+                name=scope.name,
+                label=scope.label,
+                action=action,
+                also_grants=tuple(scope_labels(implies)),
+                implies=implies,
+                checked=scope.name in chosen,
+                implied=scope.name in implied_now,
+            )
+        )
+    return list(groups.items())
+
+
+def _expiry_bounds() -> tuple[date, date | None]:
+    """First and last day the date field may take, from the policy."""
+    now = utcnow()
+    limit = _store().config.max_lifetime
+    last = None if limit is None else (now + limit).date()
+    return (now + timedelta(days=1)).date(), last
+
+
+def _parse_expiry(raw: str) -> datetime | None:
+    """A date means "stops working at 00:00 UTC that day"."""
+    if not raw.strip():
+        return None
+    try:
+        day = date.fromisoformat(raw.strip())
+    except ValueError:
+        raise TokenValidationError("expires_at", "must be a date like 2030-12-31") from None
+    return datetime.combine(day, time(), tzinfo=timezone.utc)
+
+
+def _page_arg() -> int:
+    page = request.args.get("page", "1")
+    return int(page) if page.isdigit() and 0 < int(page) < 1_000_000 else 1
+
+
+def _reveal(resource: Resource, token: AccessToken, secret: str, action: str) -> Response:
+    """The one response that ever carries the secret."""
+    response = make_response(
+        render_template(
+            "accesstokens/reveal.html",
+            resource=resource,
+            token=token,
+            secret=secret,
+            action=action,
+            origin=request.host_url.rstrip("/"),
+            host=request.host,
+            scheme=request.scheme,
+        )
+    )
+    # Neither the browser nor any proxy may keep a copy of it.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+# -- pages of one resource ---------------------------------------------------
+
+
+@_resource_route("", ["GET"])
+def list_tokens(
+    workspace: str, project_key: str | None = None, repo_slug: str | None = None
+) -> str:
+    resource = _resource(workspace, project_key, repo_slug)
+    _manager(resource)
+    page = _store().search(
+        resource.workspace,
+        resource.project,
+        resource.repository,
+        page=_page_arg(),
+        pagelen=PAGELEN,
+    )
+    changed = _store().get(request.args.get("changed", ""))
+    return render_template(
+        "accesstokens/list.html",
+        resource=resource,
+        page=page,
+        has_next=page.page * page.pagelen < page.total,
+        refusal=_plan_refusal(resource),
+        changed=changed if changed is not None and _resource_of(changed) == resource else None,
+        action=request.args.get("action"),
+        notice=request.args.get("notice"),
+    )
+
+
+def _render_form(
+    resource: Resource, values: dict[str, Any], errors: dict[str, str], status: int = 200
+) -> tuple[str, int]:
+    first, last = _expiry_bounds()
+    return (
+        render_template(
+            "accesstokens/new.html",
+            resource=resource,
+            refusal=_plan_refusal(resource),
+            groups=scope_groups(resource.type, values.get("scopes", [])),
+            values=values,
+            errors=errors,
+            expiry_min=first,
+            expiry_max=last,
+            expiry_required=_store().config.max_lifetime is not None,
+        ),
+        status,
+    )
+
+
+@_resource_route("/new", ["GET"])
+def new_token(
+    workspace: str, project_key: str | None = None, repo_slug: str | None = None
+) -> tuple[str, int]:
+    resource = _resource(workspace, project_key, repo_slug)
+    _manager(resource)
+    return _render_form(resource, {}, {})
+
+
+@_resource_route("/new", ["POST"])
+def create_token(
+    workspace: str, project_key: str | None = None, repo_slug: str | None = None
+) -> Response | tuple[str, int]:
+    resource = _resource(workspace, project_key, repo_slug)
+    user = _manager(resource)
+    _check_csrf()
+    refusal = _plan_refusal(resource)
+    if refusal is not None:
+        abort(403, refusal)
+    if not _first_submission():
+        return _already_submitted(resource)
+    form = request.form
+    name = form.get("name", "")
+    scopes = form.getlist("scopes")
+    expiry = form.get("expires_at", "")
+    values = {"name": name, "scopes": scopes, "expires_at": expiry}
+    # Check each field on its own first, so every error shows at once.
+    errors: dict[str, str] = {}
+    if not name.strip():
+        errors["name"] = "Give the token a name."
+    if not scopes:
+        errors["scopes"] = "Choose at least one scope."
+    expires_at = None
+    try:
+        expires_at = _store().check_expiry(_parse_expiry(expiry), utcnow())
+    except TokenValidationError as e:
+        errors[e.field] = e.message
+    if not errors:
+        try:
+            new = _store().create(
+                name=name,
+                workspace=resource.workspace,
+                project=resource.project,
+                repository=resource.repository,
+                scopes=scopes,
+                created_by=user,
+                expires_at=expires_at,
+            )
+        except TokenValidationError as e:
+            errors[e.field] = e.message
+        else:
+            return _reveal(resource, new.token, new.secret, "created")
+    # The form is shown again with a new form id: the one just used is gone.
+    return _render_form(resource, values, errors, 400)
+
+
+def _confirm(resource: Resource, token: AccessToken, action: str, **extra: Any) -> str:
+    return render_template(
+        "accesstokens/confirm.html",
+        resource=resource,
+        token=token,
+        action=action,
+        refusal=_plan_refusal(resource) if action == "rotate" else None,
+        **extra,
+    )
+
+
+@_resource_route("/<token_id>/revoke", ["GET"])
+def confirm_revoke(
+    workspace: str, token_id: str, project_key: str | None = None, repo_slug: str | None = None
+) -> str:
+    resource = _resource(workspace, project_key, repo_slug)
+    _manager(resource)
+    return _confirm(resource, _token_of(resource, token_id), "revoke")
+
+
+@_resource_route("/<token_id>/revoke", ["POST"])
+def revoke(
+    workspace: str, token_id: str, project_key: str | None = None, repo_slug: str | None = None
+) -> Response:
+    resource = _resource(workspace, project_key, repo_slug)
+    user = _manager(resource)
+    _check_csrf()
+    token = _token_of(resource, token_id)
+    _store().revoke(token.id, user)
+    return redirect(resource_url("list_tokens", resource, changed=token.id, action="revoked"), 303)
+
+
+@_resource_route("/<token_id>/rotate", ["GET"])
+def confirm_rotate(
+    workspace: str, token_id: str, project_key: str | None = None, repo_slug: str | None = None
+) -> str:
+    resource = _resource(workspace, project_key, repo_slug)
+    _manager(resource)
+    return _confirm(resource, _token_of(resource, token_id), "rotate")
+
+
+@_resource_route("/<token_id>/rotate", ["POST"])
+def rotate(
+    workspace: str, token_id: str, project_key: str | None = None, repo_slug: str | None = None
+) -> Response | tuple[str, int]:
+    resource = _resource(workspace, project_key, repo_slug)
+    user = _manager(resource)
+    _check_csrf()
+    token = _token_of(resource, token_id)
+    refusal = _plan_refusal(resource)
+    if refusal is not None:
+        abort(403, refusal)
+    if not _first_submission():
+        return _already_submitted(resource)
+    try:
+        new = _store().rotate(token.id, user)
+    except TokenValidationError as e:
+        return _confirm(resource, token, "rotate", error=e.message), 400
+    assert new is not None  # _token_of found it, and tokens are never deleted here
+    return _reveal(resource, new.token, new.secret, "rotated")
+
+
+# -- the workspace overview ---------------------------------------------------
+
+
+@blueprint.get("/workspaces/<workspace>/access-tokens/all")
+def overview(workspace: str) -> tuple[str, int]:
+    """Every token in a workspace, for its admins: find what is unused."""
+    resource = Resource.of(workspace)
+    _manager(resource)
+    args = request.args
+    token_type = args.get("type", "")
+    state = args.get("state", "")
+    never_used = args.get("never_used") == "1"
+    days = args.get("unused_days", "").strip()
+    filters = {"type": token_type, "state": state, "never_used": never_used, "unused_days": days}
+    errors: dict[str, str] = {}
+    if token_type not in ("", *TOKEN_TYPES):
+        errors["type"] = f"must be one of {', '.join(TOKEN_TYPES)}"
+    if state not in ("", *STATES):
+        errors["state"] = f"must be one of {', '.join(STATES)}"
+    last_used_before = None
+    if days:
+        if not days.isdigit() or not 0 < int(days) <= 36500:
+            errors["unused_days"] = "must be a whole number of days, from 1 to 36500"
+        else:
+            last_used_before = utcnow() - timedelta(days=int(days))
+    page = None
+    if not errors:
+        page = _store().search(
+            workspace,
+            exact=False,
+            token_type=token_type or None,
+            state=state or None,
+            never_used=never_used,
+            last_used_before=last_used_before,
+            page=_page_arg(),
+            pagelen=PAGELEN,
+        )
+    query = {k: v for k, v in args.items() if k != "page"}
+    return (
+        render_template(
+            "accesstokens/overview.html",
+            resource=resource,
+            page=page,
+            has_next=page is not None and page.page * page.pagelen < page.total,
+            filters=filters,
+            errors=errors,
+            query=query,
+            token_types=TOKEN_TYPES,
+            states=STATES,
+        ),
+        400 if errors else 200,
+    )

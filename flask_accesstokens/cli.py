@@ -1,0 +1,281 @@
+"""``flask access-tokens``: manage tokens from a shell, as an operator.
+
+The CLI is not asked ``manager_loader`` (whoever runs it already holds the
+app's configuration), but it keeps the other rules: scopes by token type,
+plan gating and the expiry policy. Changes are recorded as made by ``cli``,
+or by ``--actor``. Errors exit non-zero with the message on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from datetime import timedelta
+from datetime import timezone
+from typing import Any
+
+import click
+import sqlalchemy as sa
+from flask import current_app
+from flask.cli import AppGroup
+
+from .models import AccessToken
+from .serialize import isoformat
+from .serialize import new_token_json
+from .serialize import token_json
+from .store import MAX_ROTATION_GRACE
+from .store import STATES
+from .store import TokenStore
+from .store import TokenValidationError
+
+access_tokens = AppGroup("access-tokens", help="Create, list, revoke and rotate access tokens.")
+
+_actor = click.option(
+    "--actor", default="cli", show_default=True, help="Who to record as making the change."
+)
+_json = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+
+
+def _store() -> TokenStore:
+    return current_app.extensions["accesstokens"].state().store  # type: ignore[no-any-return]
+
+
+def _get(token_id: str) -> AccessToken:
+    token = _store().get(token_id)
+    if token is None:
+        raise click.ClickException(f"No access token with id {token_id!r}.")
+    return token
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2))
+
+
+def _parse_datetime(_ctx: Any, _param: Any, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    text = value[:-1] + "+00:00" if value[-1:] in ("Z", "z") else value
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter("not an ISO 8601 datetime, e.g. 2030-01-31T12:00:00Z") from None
+    if parsed.tzinfo is None:
+        raise click.BadParameter("give a timezone, e.g. 'Z' or '+02:00'")
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:
+        raise click.BadParameter("out of range") from None
+
+
+def _resource_options(command: Any) -> Any:
+    command = click.option("--repository", help="Repository slug (a repository token).")(command)
+    command = click.option("--project", help="Project key (a project token).")(command)
+    return click.option("--workspace", required=True, help="Workspace slug.")(command)
+
+
+def _check_resource(project: str | None, repository: str | None) -> None:
+    if project and repository:
+        raise click.UsageError("Give --project or --repository, not both.")
+
+
+def _describe(token: AccessToken) -> str:
+    if token.type == "repository":
+        return f"{token.workspace}/{token.repository}"
+    if token.type == "project":
+        return f"{token.workspace}/projects/{token.project}"
+    return token.workspace
+
+
+def _echo_secret(secret: str, token: AccessToken, verb: str) -> None:
+    click.echo(
+        f"{verb} {token.type} access token {token.name!r} ({token.id}) on {_describe(token)}."
+    )
+    click.echo("")
+    click.echo(f"    {secret}")
+    click.echo("")
+    click.echo("Copy it now: it is shown once and cannot be retrieved again.")
+
+
+@access_tokens.command()
+@_resource_options
+@click.option("--name", required=True, help="What the token is for.")
+@click.option("--scope", "scopes", multiple=True, required=True, help="A scope; repeat for more.")
+@click.option("--expires-at", callback=_parse_datetime, help="ISO 8601 datetime with a timezone.")
+@_actor
+@_json
+def create(
+    workspace: str,
+    project: str | None,
+    repository: str | None,
+    name: str,
+    scopes: tuple[str, ...],
+    expires_at: datetime | None,
+    actor: str,
+    as_json: bool,
+) -> None:
+    """Create a token and print its secret, this once."""
+    _check_resource(project, repository)
+    token_type = "repository" if repository else "project" if project else "workspace"
+    allowed = current_app.extensions["accesstokens"].allowed_token_types(workspace)
+    if token_type not in allowed:
+        raise click.ClickException(
+            f"{token_type.capitalize()} access tokens are not available on the plan of"
+            f" workspace {workspace!r}."
+        )
+    try:
+        new = _store().create(
+            name=name,
+            workspace=workspace,
+            project=project,
+            repository=repository,
+            scopes=scopes,
+            created_by=actor,
+            expires_at=expires_at,
+        )
+    except TokenValidationError as e:
+        raise click.ClickException(f"{e.field}: {e.message}") from None
+    if as_json:
+        _echo_json(new_token_json(new.secret, new.token))
+    else:
+        _echo_secret(new.secret, new.token, "Created")
+
+
+@access_tokens.command("list")
+@_resource_options
+@click.option(
+    "--all-in-workspace",
+    is_flag=True,
+    help="Every token in the workspace, of any project or repository in it.",
+)
+@click.option("--state", type=click.Choice(STATES), help="Only tokens in this state.")
+@_json
+def list_command(
+    workspace: str,
+    project: str | None,
+    repository: str | None,
+    all_in_workspace: bool,
+    state: str | None,
+    as_json: bool,
+) -> None:
+    """List tokens, newest first: of one resource, or of a whole workspace."""
+    _check_resource(project, repository)
+    if all_in_workspace and (project or repository):
+        raise click.UsageError("--all-in-workspace lists the whole workspace: drop the others.")
+    found = (
+        _store()
+        .search(workspace, project, repository, exact=not all_in_workspace, state=state)
+        .items
+    )
+    if as_json:
+        _echo_json([token_json(token) for token in found])
+        return
+    if not found:
+        click.echo("No access tokens.")
+        return
+    header = ("ID", "TYPE", "RESOURCE", "NAME", "STATE", "SCOPES", "CREATED", "LAST USED")
+    rows = [header] + [
+        (
+            t.id,
+            t.type,
+            _describe(t),
+            t.name,
+            t.state,
+            ",".join(t.scopes),
+            _date(t.created_at),
+            _date(t.last_used_at) or "never",
+        )
+        for t in found
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+def _date(value: datetime | None) -> str:
+    return (isoformat(value) or "")[:16].replace("T", " ")
+
+
+@access_tokens.command()
+@click.argument("token_id")
+@_json
+def show(token_id: str, as_json: bool) -> None:
+    """Show one token (never its secret)."""
+    data = token_json(_get(token_id))
+    if as_json:
+        _echo_json(data)
+        return
+    for key, value in data.items():
+        if isinstance(value, list):
+            value = " ".join(value)
+        click.echo(f"{key + ':':<14} {'' if value is None else value}")
+
+
+@access_tokens.command()
+@click.argument("token_id")
+@_actor
+def revoke(token_id: str, actor: str) -> None:
+    """Revoke a token, for every worker, from the next request on."""
+    token = _get(token_id)
+    if token.revoked_at is not None:
+        click.echo(f"Access token {token.id} was already revoked.")
+        return
+    _store().revoke(token.id, revoked_by=actor)
+    click.echo(f"Revoked access token {token.name!r} ({token.id}).")
+
+
+@access_tokens.command()
+@click.argument("token_id")
+@click.option(
+    "--grace",
+    type=click.IntRange(0, int(MAX_ROTATION_GRACE.total_seconds())),
+    help="Seconds the old secret keeps working. Default: ACCESSTOKENS_ROTATION_GRACE.",
+)
+@_actor
+@_json
+def rotate(token_id: str, grace: int | None, actor: str, as_json: bool) -> None:
+    """Give a token a new secret with the same scopes, and print it once."""
+    token = _get(token_id)
+    try:
+        new = _store().rotate(
+            token.id, rotated_by=actor, grace=None if grace is None else timedelta(seconds=grace)
+        )
+    except TokenValidationError as e:
+        raise click.ClickException(f"{e.field}: {e.message}") from None
+    if new is None:
+        raise click.ClickException(f"No access token with id {token_id!r}.")
+    if as_json:
+        _echo_json(new_token_json(new.secret, new.token))
+    else:
+        _echo_secret(new.secret, new.token, "Rotated")
+
+
+@access_tokens.command()
+@click.option(
+    "--older-than-days",
+    type=click.IntRange(min=0),
+    required=True,
+    help="Delete tokens revoked or expired more than this many days ago.",
+)
+@click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
+def prune(older_than_days: int, dry_run: bool) -> None:
+    """Delete long-dead tokens. The audit log keeps their history."""
+    try:
+        age = timedelta(days=older_than_days)
+        store = _store()
+        # Described before deleting: once the rows are gone, so are the
+        # records' attributes.
+        lines = {
+            t.id: f"{t.id} {t.state} {t.name!r} ({_describe(t)})"
+            for t in store.prune(age, dry_run=True)
+        }
+        if not dry_run and lines:
+            deleted = {(sa.inspect(t).identity or (None,))[0] for t in store.prune(age)}
+            lines = {key: line for key, line in lines.items() if key in deleted}
+    except OverflowError:
+        raise click.BadParameter("too large", param_hint="--older-than-days") from None
+    verb = "Would delete" if dry_run else "Deleted"
+    for line in lines.values():
+        click.echo(f"{verb} {line}")
+    click.echo(f"{verb} {len(lines)} access token{'' if len(lines) == 1 else 's'}.")

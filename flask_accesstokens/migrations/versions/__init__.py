@@ -1,0 +1,1 @@
+"""The extension's revision scripts (Alembic skips this file)."""

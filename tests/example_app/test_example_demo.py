@@ -1,0 +1,192 @@
+"""The README demo: the seed, the printed story, and the story replayed."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+import example_app
+from example_app import create_app
+from example_app import demo
+from example_app.extensions import db
+from example_app.extensions import tokens
+from example_app.models import Repository
+from example_app.models import User
+
+pytest_plugins = ["example_app_fixtures"]
+
+REPO_ROOT = Path(example_app.__file__).resolve().parent.parent
+
+
+def counts(app: Flask) -> tuple[int, int]:
+    with app.app_context():
+        users = len(db.session.scalars(db.select(User)).all())
+        repos = len(db.session.scalars(db.select(Repository)).all())
+        return users, repos
+
+
+def test_walkthrough(host_app: Flask, host_client: FlaskClient) -> None:
+    """The README's curl story, step by step, against the app."""
+    with host_app.app_context():
+        minted = demo.create_demo_tokens()
+        before, after = demo.story(minted)
+        repository_token_id = minted.repository.token.id
+    for step in before:
+        response = host_client.get(step.path, headers={"Authorization": f"Bearer {step.token}"})
+        assert response.status_code == step.status, step.explanation
+
+    result = host_app.test_cli_runner().invoke(
+        args=["access-tokens", "revoke", repository_token_id]
+    )
+    assert result.exit_code == 0, result.output
+
+    for step in after:
+        response = host_client.get(step.path, headers={"Authorization": f"Bearer {step.token}"})
+        assert response.status_code == step.status, step.explanation
+    assert [s.status for s in before + after][:3] + [after[-1].status] == [200, 403, 403, 401]
+
+
+def test_demo_command_seeds_prints_and_serves(
+    host_app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served: list[int] = []
+    monkeypatch.setattr(demo, "serve", lambda app, port: served.append(port))
+    runner = host_app.test_cli_runner()
+    for _ in range(2):  # running it twice works
+        result = runner.invoke(args=["demo", "--port", "5055"])
+        assert result.exit_code == 0, result.output
+    assert served == [5055, 5055]
+    out = result.output
+    assert "alice/demo, bob/demo" in out
+    assert "http://127.0.0.1:5055/login" in out
+    assert re.search(r"git clone http://x-token-auth:bbat_\S+@127\.0\.0\.1:5055/acme/api\.git", out)
+    assert out.count("curl -i -H 'Authorization: Bearer bbat_") == 7
+    assert "-m example_app access-tokens revoke " in out
+    with host_app.app_context():
+        assert len(tokens.list_tokens("acme", repository="api")) == 2
+        assert len(tokens.list_tokens("acme", project="API")) == 2
+        assert len(tokens.list_tokens("acme")) == 2
+
+
+def test_seed_demo_is_idempotent(host_app: Flask) -> None:
+    before = counts(host_app)
+    result = host_app.test_cli_runner().invoke(args=["seed-demo"])
+    assert result.exit_code == 0
+    assert "alice or bob" in result.output
+    assert counts(host_app) == before == (2, 4)
+
+
+def test_seed_demo_restores_missing_pieces(tmp_path: Path) -> None:
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'fresh.sqlite'}",
+            "SECRET_KEY": "k",
+            "GIT_ROOT": str(tmp_path / "git"),
+        }
+    )
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["seed-demo"]).exit_code == 0
+    shutil.rmtree(tmp_path / "git" / "hobby" / "notes.git")
+    assert runner.invoke(args=["seed-demo"]).exit_code == 0
+    assert (tmp_path / "git" / "hobby" / "notes.git" / "HEAD").is_file()
+    assert counts(app) == (2, 4)
+    with app.app_context():
+        db.engine.dispose()
+
+
+def test_default_config_lives_in_the_instance_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Flask, "auto_find_instance_path", lambda self: str(tmp_path / "inst"))
+    app = create_app()
+    assert (
+        app.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'inst' / 'example.sqlite'}"
+    )
+    assert app.config["GIT_ROOT"] == str(tmp_path / "inst" / "git")
+    key = (tmp_path / "inst" / "secret_key").read_text()
+    assert app.config["SECRET_KEY"] == key
+    assert create_app().config["SECRET_KEY"] == key  # kept across restarts
+    assert create_app({"SECRET_KEY": "given"}).config["SECRET_KEY"] == "given"
+    with app.app_context():
+        db.engine.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def demo_process(tmp_path: Path) -> Iterator[tuple[Path, int, dict[str, str]]]:
+    """``python -m example_app demo`` for real, configured through FLASK_* variables."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "FLASK_SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'demo.sqlite'}",
+        "FLASK_GIT_ROOT": str(tmp_path / "git"),
+        "FLASK_SECRET_KEY": "demo test key",
+    }
+    output = tmp_path / "demo.out"
+    with output.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "example_app", "demo", "--port", str(port)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, output.read_text()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the demo server did not start"
+                time.sleep(0.2)
+        yield output, port, env
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+def test_readme_story_with_curl(demo_process: tuple[Path, int, dict[str, str]]) -> None:
+    """Paste every printed line into a shell, as the README tells people to."""
+    output, port, env = demo_process
+    lines = output.read_text().splitlines()
+    statuses: list[int] = []
+    for index, line in enumerate(lines):
+        if line.startswith("curl "):
+            args = shlex.split(line)
+            result = subprocess.run(
+                [*args[:1], "-s", "-o", os.devnull, "-w", "%{http_code}", *args[2:]],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            statuses.append(int(result.stdout))
+            expected = int(lines[index - 1].removeprefix("# ")[:3])
+            assert statuses[-1] == expected, lines[index - 1]
+        elif " -m example_app access-tokens revoke " in line:
+            revoked = subprocess.run(
+                shlex.split(line), cwd=REPO_ROOT, env=env, capture_output=True, timeout=60
+            )
+            assert revoked.returncode == 0, revoked.stderr
+    assert statuses == [200, 403, 403, 200, 200, 200, 401]
+    assert f"http://127.0.0.1:{port}/login" in lines[0]

@@ -1,0 +1,190 @@
+"""The browsable pages and the settings pages, for admins, members and strangers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from flask.testing import FlaskClient
+
+pytest_plugins = ["example_app_fixtures"]
+
+Mint = Callable[..., str]
+Headers = Callable[[str], dict[str, str]]
+Login = Callable[[str], None]
+
+PAGES = ["/", "/acme/", "/acme/workspace/projects/API", "/acme/api"]
+SETTINGS = {
+    "/acme/api/admin": "/admin/repositories/acme/api/access-tokens",
+    "/acme/workspace/projects/API/settings": "/admin/workspaces/acme/projects/API/access-tokens",
+    "/acme/workspace/settings": "/admin/workspaces/acme/access-tokens",
+    "/hobby/notes/admin": "/admin/repositories/hobby/notes/access-tokens",
+}
+
+
+@pytest.mark.parametrize("path", PAGES + list(SETTINGS))
+def test_signed_out_goes_to_login(host_client: FlaskClient, path: str) -> None:
+    response = host_client.get(path)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login?next=")
+
+
+@pytest.mark.parametrize("path", PAGES)
+@pytest.mark.parametrize("user", ["alice", "bob"])
+def test_members_see_pages(host_client: FlaskClient, login: Login, path: str, user: str) -> None:
+    login(user)
+    assert host_client.get(path).status_code == 200
+
+
+def test_repository_page(host_client: FlaskClient, login: Login) -> None:
+    login("alice")
+    page = host_client.get("/acme/api").text
+    assert "git clone http://x-token-auth:&lt;token&gt;@localhost/acme/api.git" in page
+    assert "/acme/api/admin" in page
+
+
+def test_members_get_no_settings_links(host_client: FlaskClient, login: Login) -> None:
+    login("bob")
+    assert "/acme/api/admin" not in host_client.get("/acme/api").text
+    assert "/acme/workspace/settings" not in host_client.get("/acme/").text
+
+
+@pytest.mark.parametrize(
+    "path", ["/hobby/", "/hobby/notes", "/hobby/workspace/projects/HOB", "/ghost/", "/acme/nope"]
+)
+def test_strangers_get_404(host_client: FlaskClient, login: Login, path: str) -> None:
+    login("bob")
+    assert host_client.get(path).status_code == 404
+
+
+def test_missing_project_page_is_404(host_client: FlaskClient, login: Login) -> None:
+    login("alice")
+    assert host_client.get("/acme/workspace/projects/NOPE").status_code == 404
+
+
+@pytest.mark.parametrize(("path", "tokens_url"), SETTINGS.items())
+def test_admin_settings_embed_the_token_pages(
+    host_client: FlaskClient, login: Login, path: str, tokens_url: str
+) -> None:
+    login("alice")
+    response = host_client.get(path)
+    assert response.status_code == 200
+    assert f'<iframe src="{tokens_url}"' in response.text
+
+
+@pytest.mark.parametrize(
+    "path", ["/hobby/workspace/projects/HOB/settings", "/hobby/workspace/settings"]
+)
+def test_free_workspaces_offer_only_repository_tokens(
+    host_client: FlaskClient, login: Login, path: str
+) -> None:
+    login("alice")
+    page = host_client.get(path).text
+    assert "<iframe" not in page
+    assert "Premium plan" in page
+
+
+@pytest.mark.parametrize("path", [p for p in SETTINGS if p.startswith("/acme")])
+def test_members_cannot_open_settings(host_client: FlaskClient, login: Login, path: str) -> None:
+    login("bob")
+    assert host_client.get(path).status_code == 403
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/hobby/notes/admin",
+        "/hobby/workspace/settings",
+        "/acme/nope/admin",
+        "/acme/workspace/projects/NOPE/settings",
+    ],
+)
+def test_settings_of_unknown_or_foreign_resources_are_404(
+    host_client: FlaskClient, login: Login, path: str
+) -> None:
+    login("bob" if path.startswith("/hobby") else "alice")
+    assert host_client.get(path).status_code == 404
+
+
+def test_delete_repository_from_settings(
+    host_client: FlaskClient,
+    login: Login,
+    csrf: Callable[[], str],
+    mint: Mint,
+    bearer: Headers,
+) -> None:
+    secret = mint("repository", repository="api")
+    login("alice")
+    assert host_client.post("/acme/api/admin/delete").status_code == 400  # no CSRF token
+    response = host_client.post("/acme/api/admin/delete", data={"csrf_token": csrf()})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/acme/"
+    assert "Deleted acme/api" in host_client.get("/acme/").text
+    assert host_client.get("/acme/api").status_code == 404
+    assert host_client.get("/2.0/repositories/acme/api", headers=bearer(secret)).status_code == 401
+
+
+def test_delete_project_from_settings(
+    host_client: FlaskClient,
+    login: Login,
+    csrf: Callable[[], str],
+    mint: Mint,
+    bearer: Headers,
+) -> None:
+    project_token = mint("project", project="API", name="p")
+    repo_token = mint("repository", repository="api", name="r")
+    login("alice")
+    path = "/acme/workspace/projects/API/settings/delete"
+    response = host_client.post(path, data={"csrf_token": csrf()})
+    assert response.status_code == 302
+    assert host_client.get("/acme/workspace/projects/API").status_code == 404
+    project = host_client.get("/2.0/workspaces/acme/projects/API", headers=bearer(project_token))
+    assert project.status_code == 401
+    repo = host_client.get("/2.0/repositories/acme/api", headers=bearer(repo_token))
+    assert repo.status_code == 401
+
+
+def test_delete_workspace_from_settings(
+    host_client: FlaskClient,
+    login: Login,
+    csrf: Callable[[], str],
+    mint: Mint,
+    bearer: Headers,
+) -> None:
+    secrets = [
+        mint("account", name="w"),
+        mint("project", project="WEB", name="p"),
+        mint("repository", repository="lib", name="r"),
+    ]
+    survivor = mint("repository", workspace="hobby", repository="notes", name="hobby")
+    login("alice")
+    response = host_client.post("/acme/workspace/settings/delete", data={"csrf_token": csrf()})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+    assert host_client.get("/acme/").status_code == 404
+    for secret, path in zip(
+        secrets,
+        [
+            "/2.0/workspaces/acme/members",
+            "/2.0/workspaces/acme/projects/WEB",
+            "/2.0/repositories/acme/lib",
+        ],
+        strict=True,
+    ):
+        assert host_client.get(path, headers=bearer(secret)).status_code == 401
+    notes = host_client.get("/2.0/repositories/hobby/notes", headers=bearer(survivor))
+    assert notes.status_code == 200
+
+
+def test_members_cannot_delete(
+    host_client: FlaskClient, login: Login, csrf: Callable[[], str]
+) -> None:
+    login("bob")
+    for path in [
+        "/acme/api/admin/delete",
+        "/acme/workspace/projects/API/settings/delete",
+        "/acme/workspace/settings/delete",
+    ]:
+        assert host_client.post(path, data={"csrf_token": csrf()}).status_code == 403
+    login("alice")
+    assert host_client.get("/acme/api").status_code == 200

@@ -1,0 +1,26 @@
+"""The test app as gunicorn loads it, for the multi-process tests::
+
+    gunicorn --chdir tests 'wsgi_app:create_app()'
+
+The database URL and ``last_used_at`` resolution come from the environment,
+since gunicorn builds the app in each worker. The tables must already exist:
+four workers racing ``create_all`` would collide.
+"""
+
+from __future__ import annotations
+
+import os
+
+from conftest import make_app
+from flask import Flask
+
+DATABASE_VARIABLE = "ACCESSTOKENS_TEST_WSGI_DATABASE_URL"
+RESOLUTION_VARIABLE = "ACCESSTOKENS_TEST_WSGI_LAST_USED_RESOLUTION"
+
+
+def create_app() -> Flask:
+    app, _, _ = make_app(
+        os.environ[DATABASE_VARIABLE],
+        ACCESSTOKENS_LAST_USED_RESOLUTION=float(os.environ.get(RESOLUTION_VARIABLE, "60")),
+    )
+    return app
