@@ -45,6 +45,7 @@ from .serialize import new_token_json
 from .serialize import token_json
 from .store import MAX_ROTATION_GRACE
 from .store import STATES
+from .store import TokenStore
 from .store import TokenValidationError
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ def _extension() -> AccessTokens:
     return current_app.extensions["accesstokens"]  # type: ignore[no-any-return]
 
 
-def _store() -> Any:
+def _store() -> TokenStore:
     return _extension().state().store
 
 
@@ -155,7 +156,7 @@ def _manager(resource: Resource) -> str:
 def _token_of(resource: Resource, token_id: str) -> AccessToken:
     """The token, if it exists and is bound to exactly this resource. Another
     resource's token gets the same 404 as none at all."""
-    token: AccessToken | None = _store().get(token_id)
+    token = _store().get(token_id)
     if token is None or (token.type, token.workspace, token.project, token.repository) != (
         resource.type,
         resource.workspace,
@@ -222,10 +223,10 @@ def create(**view_args: str) -> tuple[Response, int, dict[str, str]]:
         )
     body = _json_body(CREATE_FIELDS)
     errors: dict[str, str] = {}
-    name = body.get("name")
+    name: Any = body.get("name")
     if not isinstance(name, str):
         errors["name"] = "required, a string"
-    scopes = body.get("scopes")
+    scopes: Any = body.get("scopes")
     if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
         errors["scopes"] = "required, a list of scope names"
     expires_at = None

@@ -15,7 +15,6 @@ from datetime import timezone
 from typing import Any
 
 import click
-import sqlalchemy as sa
 from flask import current_app
 from flask.cli import AppGroup
 
@@ -263,19 +262,13 @@ def prune(older_than_days: int, dry_run: bool) -> None:
     """Delete long-dead tokens. The audit log keeps their history."""
     try:
         age = timedelta(days=older_than_days)
-        store = _store()
-        # Described before deleting: once the rows are gone, so are the
-        # records' attributes.
-        lines = {
-            t.id: f"{t.id} {t.state} {t.name!r} ({_describe(t)})"
-            for t in store.prune(age, dry_run=True)
-        }
-        if not dry_run and lines:
-            deleted = {(sa.inspect(t).identity or (None,))[0] for t in store.prune(age)}
-            lines = {key: line for key, line in lines.items() if key in deleted}
+        lines = [
+            f"{t.id} {t.state} {t.name!r} ({_describe(t)})"
+            for t in _store().prune(age, dry_run=dry_run)
+        ]
     except OverflowError:
         raise click.BadParameter("too large", param_hint="--older-than-days") from None
     verb = "Would delete" if dry_run else "Deleted"
-    for line in lines.values():
+    for line in lines:
         click.echo(f"{verb} {line}")
     click.echo(f"{verb} {len(lines)} access token{'' if len(lines) == 1 else 's'}.")

@@ -318,6 +318,8 @@ class TokenStore:
         ids = [token.id for token in doomed]
         for token in doomed:
             self._add_event("pruned", token, actor="prune")
+            # Detached with what was loaded, so callers can still describe them.
+            self.session.expunge(token)
         self.session.execute(sa.delete(TokenSecret).where(TokenSecret.token_id.in_(ids)))
         self.session.execute(sa.delete(AccessToken).where(AccessToken.id.in_(ids)))
         self._commit()

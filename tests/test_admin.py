@@ -1,8 +1,10 @@
 """The admin pages, through the Flask test client: who may see them, the
-create form, the reveal-once page, revoke and rotate, and the overview."""
+create form, the secret shown once in the answer to the form, forms that
+cannot be submitted twice, revoke and rotate, and the overview."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +23,8 @@ from jinja2 import DictLoader
 
 from flask_accesstokens import AccessTokens
 from flask_accesstokens import Resource
-from flask_accesstokens.admin import REVEAL_KEY
+from flask_accesstokens.admin import FORM_IDS_KEPT
+from flask_accesstokens.admin import FORM_IDS_KEY
 from flask_accesstokens.models import AccessToken
 from flask_accesstokens.models import utcnow
 
@@ -97,13 +100,48 @@ def csrf_of(html: str) -> str:
     return match.group(1)
 
 
-def create(client: Any, url: str = REPO, **fields: Any) -> Any:
-    """Fill in and submit the create form like a browser would."""
+def form_id_of(html: str) -> str:
+    match = re.search(r'name="form_id" value="([^"]+)"', html)
+    assert match, "form without a one-time form id"
+    return match.group(1)
+
+
+def create_form(client: Any, url: str = REPO, **fields: Any) -> dict[str, Any]:
+    """What a browser would send for the create form, as opened just now."""
     form = client.get(f"{url}/new")
     assert form.status_code == 200
-    data = {"csrf_token": csrf_of(form.text), "name": "CI", "scopes": ["repository"]}
+    data = {
+        "csrf_token": csrf_of(form.text),
+        "form_id": form_id_of(form.text),
+        "name": "CI",
+        "scopes": ["repository"],
+    }
     data.update(fields)
-    return client.post(f"{url}/new", data=data)
+    return data
+
+
+def create(client: Any, url: str = REPO, **fields: Any) -> Any:
+    """Fill in and submit the create form like a browser would."""
+    return client.post(f"{url}/new", data=create_form(client, url, **fields))
+
+
+def rotate_form(client: Any, token_id: str, url: str = REPO) -> dict[str, str]:
+    confirm = client.get(f"{url}/{token_id}/rotate")
+    assert confirm.status_code == 200
+    return {"csrf_token": csrf_of(confirm.text), "form_id": form_id_of(confirm.text)}
+
+
+def session_cookie(client: Any, app: Flask) -> tuple[str, dict[str, Any]]:
+    """The session cookie as the browser holds it, and what it decodes to."""
+    cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"])
+    assert cookie is not None
+    serializer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
+    return cookie.value, serializer.loads(cookie.value)
+
+
+def assert_nowhere_in(response: Any, secret: str) -> None:
+    assert secret not in response.get_data(as_text=True)
+    assert all(secret not in value for _, value in response.headers.items())
 
 
 def secret_of(html: str) -> str | None:
@@ -142,7 +180,7 @@ def test_an_access_token_never_manages_tokens(alice: Any, tokens: AccessTokens) 
 
 def test_token_of_another_resource_is_not_found(alice: Any, tokens: AccessTokens) -> None:
     other = tokens.create_token(name="lib", workspace="acme", repository="lib", scopes=["pipeline"])
-    for suffix in ("revoke", "rotate", "secret"):
+    for suffix in ("revoke", "rotate"):
         assert alice.get(f"{REPO}/{other.token.id}/{suffix}").status_code == 404
     token = csrf_of(alice.get(f"{REPO}/new").text)
     response = alice.post(f"{REPO}/{other.token.id}/revoke", data={"csrf_token": token})
@@ -223,57 +261,116 @@ def test_form_groups_scopes_and_explains_implications(alice: Any) -> None:
     assert "Includes" in item and "Pull requests: Read" in item and "Repositories: Write" in item
 
 
-def test_create_reveals_the_secret_once(alice: Any, admin_app: Flask, tokens: AccessTokens) -> None:
+def test_create_shows_the_secret_in_its_answer_only(
+    alice: Any, admin_app: Flask, tokens: AccessTokens
+) -> None:
     response = create(alice, scopes=["repository:write"])
-    assert response.status_code == 303
-    location = response.headers["Location"]
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Pragma"] == "no-cache"
     [token] = tokens.list_tokens("acme", repository="api")
-    assert location.endswith(f"{REPO}/{token.id}/secret")
     assert token.created_by == "alice" and token.scopes == ("repository:write",)
-
-    page = alice.get(location)
-    assert page.status_code == 200
-    assert page.headers["Cache-Control"] == "no-store"
-    secret = secret_of(page.text)
+    secret = secret_of(response.text)
     assert secret is not None and secret.startswith("bbat_")
-    assert "http://x-token-auth:&lt;token&gt;@localhost/acme/api.git" in page.text
-    assert "(which include Repositories: Read)" in page.text
-    assert "Authorization: Bearer &lt;token&gt;" in page.text
-    assert secret not in location
-    with alice.session_transaction() as sess:
-        assert REVEAL_KEY not in sess  # the session no longer holds it either
+    assert "http://x-token-auth:&lt;token&gt;@localhost/acme/api.git" in response.text
+    assert "(which include Repositories: Read)" in response.text
+    assert "Authorization: Bearer &lt;token&gt;" in response.text
+    assert all(secret not in value for _, value in response.headers.items())
 
     user = admin_app.test_client()
     assert user.get("/repositories/acme/api", headers=bearer(secret)).status_code == 200
 
-    again = alice.get(location)
-    assert again.status_code == 200 and again.headers["Cache-Control"] == "no-store"
-    assert secret not in again.text and secret_of(again.text) is None
-    assert "was shown once and can't be shown again" in again.text
+    # No page shows it again; there is no page that could.
+    for url in (
+        REPO,
+        f"{REPO}?notice=resubmitted",
+        f"{REPO}/new",
+        f"{REPO}/{token.id}/rotate",
+        f"{REPO}/{token.id}/revoke",
+        f"{WORKSPACE}/all",
+    ):
+        page = alice.get(url)
+        assert page.status_code == 200
+        assert_nowhere_in(page, secret)
+    assert alice.get(f"{REPO}/{token.id}/secret").status_code == 404
 
 
-def test_unclaimed_secret_leaves_the_session_on_the_next_page(
-    alice: Any, tokens: AccessTokens
+def test_session_cookie_never_holds_the_secret(
+    alice: Any, admin_app: Flask, tokens: AccessTokens
 ) -> None:
-    response = create(alice)
-    with alice.session_transaction() as sess:
-        assert REVEAL_KEY in sess
-    alice.get(REPO)
-    with alice.session_transaction() as sess:
-        assert REVEAL_KEY not in sess
-    assert secret_of(alice.get(response.headers["Location"]).text) is None
+    created = create(alice)
+    secret = secret_of(created.text)
+    assert secret
+    [token] = tokens.list_tokens("acme", repository="api")
+    rotated = alice.post(f"{REPO}/{token.id}/rotate", data=rotate_form(alice, token.id))
+    new_secret = secret_of(rotated.text)
+    assert new_secret and new_secret != secret
+    for response in (created, rotated):
+        assert "Set-Cookie" in response.headers  # the form id was used up
+        assert all(s not in response.headers["Set-Cookie"] for s in (secret, new_secret))
+    raw, data = session_cookie(alice, admin_app)
+    for value in (secret, new_secret):
+        assert value not in raw
+        assert value not in json.dumps(data)
+    # What the pages keep there: a few random form ids, nothing else.
+    assert set(data) <= {"user", "csrf_token", FORM_IDS_KEY}
+    assert all(len(i) == 22 for i in data.get(FORM_IDS_KEY, []))
 
 
-def test_another_user_never_sees_the_secret(admin_app: Flask, alice: Any) -> None:
-    location = create(alice).headers["Location"]
+def test_resubmitting_create_makes_no_second_token(alice: Any, tokens: AccessTokens) -> None:
+    data = create_form(alice)
+    first = alice.post(f"{REPO}/new", data=data)
+    secret = secret_of(first.text)
+    assert first.status_code == 200 and secret
+
+    # A reload of the answer, or back and forward, sends the same form again.
+    again = alice.post(f"{REPO}/new", data=data)
+    assert again.status_code == 303
+    assert again.headers["Location"] == f"{REPO}?notice=resubmitted"
+    assert len(tokens.list_tokens("acme", repository="api")) == 1
+    listing = alice.get(again.headers["Location"])
+    assert "This form was already submitted." in listing.text
+    assert "if you lost it, rotate or revoke the token" in listing.text
+    assert_nowhere_in(listing, secret)
+    assert_nowhere_in(again, secret)
+
+
+def test_form_without_an_open_form_id_creates_nothing(
+    admin_app: Flask, alice: Any, tokens: AccessTokens
+) -> None:
+    data = create_form(alice)
+    missing = {k: v for k, v in data.items() if k != "form_id"}
+    for fields in (missing, {**data, "form_id": "made-up"}):
+        response = alice.post(f"{REPO}/new", data=fields)
+        assert response.status_code == 303 and response.location.endswith("notice=resubmitted")
+    # A form id belongs to the session that opened the form. (Dave's requests
+    # get an app context of their own: Flask-WTF keeps the CSRF token in g.)
     ADMINS["acme"].add("dave")
     try:
-        dave = admin_app.test_client()
-        dave.get("/test-login?user=dave")
-        assert secret_of(dave.get(location).text) is None
+        with admin_app.app_context():
+            dave = admin_app.test_client()
+            dave.get("/test-login?user=dave")
+            mine = create_form(dave)
+            response = dave.post(f"{REPO}/new", data={**mine, "form_id": data["form_id"]})
+            assert response.status_code == 303
+            assert dave.post(f"{REPO}/new", data=mine).status_code == 200  # his own works
     finally:
         ADMINS["acme"].discard("dave")
-    assert secret_of(alice.get(location).text) is not None
+    assert len(tokens.list_tokens("acme", repository="api")) == 1
+    assert alice.post(f"{REPO}/new", data=data).status_code == 200  # still open for alice
+
+
+def test_only_the_latest_open_forms_are_kept(alice: Any, tokens: AccessTokens) -> None:
+    forms = [create_form(alice, name=f"t{i}") for i in range(FORM_IDS_KEPT + 1)]
+    with alice.session_transaction() as sess:
+        assert len(sess[FORM_IDS_KEY]) == FORM_IDS_KEPT
+    assert alice.post(f"{REPO}/new", data=forms[0]).status_code == 303  # forgotten
+    assert alice.post(f"{REPO}/new", data=forms[1]).status_code == 200
+    assert alice.post(f"{REPO}/new", data=forms[-1]).status_code == 200
+    assert {t.name for t in tokens.list_tokens("acme", repository="api")} == {
+        "t1",
+        f"t{FORM_IDS_KEPT}",
+    }
 
 
 def test_post_without_csrf_token_is_refused(alice: Any, tokens: AccessTokens) -> None:
@@ -293,6 +390,19 @@ def test_csrf_token_of_another_session_is_refused(admin_app: Flask, alice: Any) 
         f"{REPO}/new", data={"csrf_token": stolen, "name": "CI", "scopes": ["repository"]}
     )
     assert response.status_code == 400
+
+
+def test_form_with_errors_comes_back_with_a_new_form_id(alice: Any, tokens: AccessTokens) -> None:
+    data = create_form(alice, scopes=[])
+    response = alice.post(f"{REPO}/new", data=data)
+    assert response.status_code == 400
+    fresh = form_id_of(response.text)
+    assert fresh != data["form_id"]
+    fixed = {**data, "scopes": ["repository"]}
+    assert alice.post(f"{REPO}/new", data=fixed).status_code == 303  # used up
+    assert tokens.list_tokens("acme", repository="api") == []
+    assert alice.post(f"{REPO}/new", data={**fixed, "form_id": fresh}).status_code == 200
+    assert len(tokens.list_tokens("acme", repository="api")) == 1
 
 
 def test_errors_are_shown_inline_and_values_kept(alice: Any, tokens: AccessTokens) -> None:
@@ -319,7 +429,7 @@ def test_errors_are_shown_inline_and_values_kept(alice: Any, tokens: AccessToken
 
 def test_expiry_is_optional_and_stored(alice: Any, tokens: AccessTokens) -> None:
     day = (utcnow() + timedelta(days=10)).date()
-    assert create(alice, expires_at=day.isoformat()).status_code == 303
+    assert create(alice, expires_at=day.isoformat()).status_code == 200
     [token] = tokens.list_tokens("acme", repository="api")
     assert token.expires_at is not None and token.expires_at.date() == day
 
@@ -337,7 +447,7 @@ def test_maximum_lifetime_bounds_the_expiry(database_uri: str) -> None:
         response = create(client, expires_at=late)
         assert response.status_code == 400 and "must be within 30 days" in response.text
         assert tokens.list_tokens("acme", repository="api") == []
-        assert create(client, expires_at=last).status_code == 303
+        assert create(client, expires_at=last).status_code == 200
 
 
 def test_plan_gating_explains_and_refuses(alice: Any, tokens: AccessTokens) -> None:
@@ -352,14 +462,14 @@ def test_plan_gating_explains_and_refuses(alice: Any, tokens: AccessTokens) -> N
     )
     assert response.status_code == 403
     assert tokens.list_tokens("hobby", project="HOB") == []
-    assert create(alice, "/settings/repositories/hobby/notes/access-tokens").status_code == 303
+    assert create(alice, "/settings/repositories/hobby/notes/access-tokens").status_code == 200
 
 
 def test_project_and_workspace_tokens(alice: Any, admin_app: Flask, tokens: AccessTokens) -> None:
     user = admin_app.test_client()
-    secret = secret_of(alice.get(create(alice, PROJECT, scopes=["project"]).location).text)
+    secret = secret_of(create(alice, PROJECT, scopes=["project"]).text)
     assert secret and user.get("/repositories/acme/lib", headers=bearer(secret)).status_code == 200
-    secret = secret_of(alice.get(create(alice, WORKSPACE, scopes=["account"]).location).text)
+    secret = secret_of(create(alice, WORKSPACE, scopes=["account"]).text)
     assert (
         secret and user.get("/workspaces/acme/members", headers=bearer(secret)).status_code == 200
     )
@@ -392,33 +502,41 @@ def test_revoke_is_confirmed_then_takes_effect(
     assert "was revoked" in listing
 
 
-def test_rotate_reveals_a_new_secret_once(
+def test_rotate_shows_the_new_secret_once(
     alice: Any, admin_app: Flask, tokens: AccessTokens
 ) -> None:
     new = tokens.create_token(name="CI", workspace="acme", repository="api", scopes=["repository"])
     confirm = alice.get(f"{REPO}/{new.token.id}/rotate")
     assert confirm.status_code == 200 and "new secret" in confirm.text
-    response = alice.post(
-        f"{REPO}/{new.token.id}/rotate", data={"csrf_token": csrf_of(confirm.text)}
-    )
-    assert response.status_code == 303
-    page = alice.get(response.headers["Location"])
-    assert page.headers["Cache-Control"] == "no-store"
-    rotated = secret_of(page.text)
+    data = {"csrf_token": csrf_of(confirm.text), "form_id": form_id_of(confirm.text)}
+    response = alice.post(f"{REPO}/{new.token.id}/rotate", data=data)
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "Token rotated" in response.text
+    rotated = secret_of(response.text)
     assert rotated and rotated != new.secret
     user = admin_app.test_client()
     assert user.get("/repositories/acme/api", headers=bearer(rotated)).status_code == 200
+
+    # Sent again, the form rotates nothing: the secret just shown keeps working.
+    again = alice.post(f"{REPO}/{new.token.id}/rotate", data=data)
+    assert again.status_code == 303
+    assert again.headers["Location"] == f"{REPO}?notice=resubmitted"
+    assert_nowhere_in(again, rotated)
+    assert user.get("/repositories/acme/api", headers=bearer(rotated)).status_code == 200
+    events = AccessTokens.state().store.events(token_id=new.token.id)
+    assert [e.action for e in events].count("rotated") == 1
+    # (Last: a rotated-out secret, presented, counts as reused and revokes the token.)
     assert user.get("/repositories/acme/api", headers=bearer(new.secret)).status_code == 401
-    assert secret_of(alice.get(response.headers["Location"]).text) is None
 
 
 def test_revoked_token_cannot_be_rotated(alice: Any, tokens: AccessTokens) -> None:
     new = tokens.create_token(name="CI", workspace="acme", repository="api", scopes=["repository"])
+    opened = rotate_form(alice, new.token.id)  # revoked by someone else meanwhile
     tokens.revoke_token(new.token.id)
     confirm = alice.get(f"{REPO}/{new.token.id}/rotate")
-    assert "it no longer works" in confirm.text
-    csrf = csrf_of(alice.get(f"{REPO}/new").text)
-    response = alice.post(f"{REPO}/{new.token.id}/rotate", data={"csrf_token": csrf})
+    assert "it no longer works" in confirm.text and 'name="form_id"' not in confirm.text
+    response = alice.post(f"{REPO}/{new.token.id}/rotate", data=opened)
     assert response.status_code == 400 and "cannot be rotated" in response.text
 
 
