@@ -1,0 +1,216 @@
+"""The request path's lookup: one indexed query by digest, compiled once,
+run on pooled raw driver connections in autocommit mode.
+
+No ORM session and no transaction stays open, so every request sees the
+latest committed revocation. On SQLite, rows are remembered only while
+``PRAGMA data_version`` proves nobody has committed anything since.
+In-memory SQLite and drivers we do not know go through SQLAlchemy Core
+instead: same statement, same rows, a little slower.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
+from typing import cast
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from .errors import StorageUnavailable
+from .models import AccessToken
+from .models import TokenSecret
+
+log = logging.getLogger("flask_accesstokens")
+
+TOKENS = cast(sa.Table, AccessToken.__table__)
+SECRETS = cast(sa.Table, TokenSecret.__table__)
+
+
+class Lookup:
+    """Finds the row of a digest; raises :class:`StorageUnavailable` when the
+    database cannot answer."""
+
+    def __init__(self, engine: Callable[[], Engine], statement_timeout_ms: int | None) -> None:
+        self._engine = engine
+        self._timeout = statement_timeout_ms
+        self._compiled: dict[int, tuple[Any, str, Callable[[list[str]], Any]]] = {}
+        self._idle: list[_RawConnection] = []
+        self._pid = os.getpid()
+        self._raw: bool | None = None
+
+    @staticmethod
+    def statement(count: int) -> sa.Select[Any]:
+        t, s = TOKENS, SECRETS
+        digests: list[sa.BindParameter[Any]] = [sa.bindparam(f"d{i}") for i in range(count)]
+        return (
+            sa.select(
+                t.c.id,
+                t.c.name,
+                t.c.type,
+                t.c.workspace,
+                t.c.project,
+                t.c.repository,
+                sa.type_coerce(t.c.scopes, sa.Text),
+                t.c.created_by,
+                t.c.revoked_at,
+                t.c.expires_at,
+                t.c.last_used_at,
+                s.c.valid_until,
+                s.c.digest,
+            )  # fmt: skip
+            .select_from(s.join(t, t.c.id == s.c.token_id))
+            .where(s.c.digest.in_(digests) if count > 1 else s.c.digest == digests[0])
+        )
+
+    def find(self, digests: list[str]) -> tuple[Any, ...] | None:
+        engine = self._engine()
+        if self._raw is None:
+            self._raw = _raw_capable(engine)
+        try:
+            if not self._raw:
+                with engine.connect() as conn:
+                    row = conn.execute(
+                        self.statement(len(digests)),
+                        {f"d{i}": d for i, d in enumerate(digests)},
+                    ).first()
+                    return None if row is None else tuple(row)
+            return self._find_raw(engine, digests)
+        except (SQLAlchemyError, engine.dialect.loaded_dbapi.Error) as e:
+            log.error("access token lookup failed: %s", type(e).__name__)
+            raise StorageUnavailable() from None
+
+    def _find_raw(self, engine: Engine, digests: list[str]) -> tuple[Any, ...] | None:
+        key = len(digests)
+        if key not in self._compiled:
+            compiled = self.statement(key).compile(dialect=engine.dialect)
+            self._compiled[key] = (compiled, compiled.string, _param_builder(compiled.positiontup))
+        _, sql, to_params = self._compiled[key]
+        params = to_params(digests)
+        conn, reused = self._checkout(engine)
+        try:
+            row = conn.find(sql, params, digests[0])
+        except BaseException:
+            conn.close()
+            if not (reused and conn.broken):
+                raise
+            # The server went away while this connection sat idle (a restart,
+            # a failover): so did its siblings. Start afresh, once.
+            self.dispose()
+            conn = self._connect(engine)
+            try:
+                row = conn.find(sql, params, digests[0])
+            except BaseException:
+                conn.close()
+                raise
+        self._idle.append(conn)
+        return row
+
+    def _checkout(self, engine: Engine) -> tuple[_RawConnection, bool]:
+        if self._pid != os.getpid():
+            # Forked: never touch the parent's sockets, here or in the pool.
+            self._idle, self._pid = [], os.getpid()
+            engine.dispose(close=False)
+        try:
+            return self._idle.pop(), True
+        except IndexError:
+            return self._connect(engine), False
+
+    def _connect(self, engine: Engine) -> _RawConnection:
+        proxy = engine.raw_connection()
+        proxy.detach()
+        conn = proxy.dbapi_connection
+        assert conn is not None
+        if engine.dialect.name == "sqlite":
+            conn.isolation_level = None
+            return _SQLiteConnection(conn)
+        conn.autocommit = True
+        if self._timeout:
+            cursor = conn.cursor()
+            cursor.execute(f"SET statement_timeout = {int(self._timeout)}")
+            cursor.close()
+        return _RawConnection(conn)
+
+    def dispose(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
+class _RawConnection:
+    """A driver connection in autocommit mode: each lookup sees the latest
+    committed state."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def find(self, sql: str, params: Any, digest: str) -> tuple[Any, ...] | None:
+        cursor = self.conn.cursor()
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+        cursor.close()
+        return None if row is None else tuple(row)
+
+    @property
+    def broken(self) -> bool:
+        """Whether the driver gave up on this connection (psycopg knows)."""
+        return bool(getattr(self.conn, "closed", False))
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except Exception:  # noqa: BLE001 - closing a broken connection
+            pass
+
+
+class _SQLiteConnection(_RawConnection):
+    """Remembers rows it found until anyone commits anything.
+
+    ``PRAGMA data_version`` changes whenever another connection, in this
+    process or any other, commits to the database file, and this connection
+    never writes. So while it is unchanged, no token was revoked, rotated or
+    used since the rows were read, and they are still true: revocation is seen
+    on the next request, as without the cache. Time-based checks (expiry,
+    grace windows) run on every request anyway. The version query costs a
+    third of the lookup it replaces.
+    """
+
+    MAX_ROWS = 10_000
+
+    def __init__(self, conn: Any) -> None:
+        super().__init__(conn)
+        self.version: Any = None
+        self.rows: dict[str, tuple[Any, ...] | None] = {}
+
+    def find(self, sql: str, params: Any, digest: str) -> tuple[Any, ...] | None:
+        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self.version or len(self.rows) > self.MAX_ROWS:
+            self.rows.clear()
+            self.version = version
+        elif digest in self.rows:
+            return self.rows[digest]
+        row = super().find(sql, params, digest)
+        if row is not None:  # unknown digests are not remembered: no flooding
+            self.rows[digest] = row
+        return row
+
+
+def _param_builder(positions: Sequence[str] | None) -> Callable[[list[str]], Any]:
+    """Parameters in the shape the driver's paramstyle wants."""
+    if positions is None:
+        return lambda ds: {f"d{i}": d for i, d in enumerate(ds)}
+    order = [int(name[1:]) for name in positions]
+    return lambda ds: [ds[i] for i in order]
+
+
+def _raw_capable(engine: Engine) -> bool:
+    if isinstance(engine.pool, StaticPool):
+        return False
+    if engine.dialect.name == "sqlite":
+        return engine.url.database not in (None, "", ":memory:")
+    return engine.dialect.name == "postgresql" and engine.dialect.driver in ("psycopg", "psycopg2")
