@@ -205,8 +205,13 @@ def pull_request_json(pr: PullRequest) -> dict[str, Any]:
                 pull_request_id=pr.number,
                 _external=True,
             ),
-            url_for("pages.repository", workspace=ws, repo_slug=repo.slug, _external=True)
-            + f"/pull-requests/{pr.number}",
+            url_for(
+                "pages.pull_request",
+                workspace=ws,
+                repo_slug=repo.slug,
+                pull_request_id=pr.number,
+                _external=True,
+            ),
         ),
     }
 

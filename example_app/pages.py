@@ -64,3 +64,14 @@ def repository(workspace: str, repo_slug: str) -> str:
     if found is None:
         abort(404)
     return render_template("repository.html", repo=found, role=role, clone_url=clone_url(found))
+
+
+@bp.get("/<workspace>/<repo_slug>/pull-requests/<int:pull_request_id>")
+@login_required
+def pull_request(workspace: str, repo_slug: str, pull_request_id: int) -> str:
+    visible_workspace(workspace)
+    repo = find_repository(workspace, repo_slug)
+    found = [pr for pr in repo.pull_requests if pr.number == pull_request_id] if repo else []
+    if not found:
+        abort(404)
+    return render_template("pull_request.html", pr=found[0])

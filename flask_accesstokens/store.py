@@ -160,7 +160,7 @@ class TokenStore:
         self._add_event("created", token, actor=created_by)
         self._commit()
         self._signal("token_created", token=token, actor=created_by)
-        return NewToken(secret, token)
+        return NewToken(secret, self._detached(token))
 
     def check_expiry(self, expires_at: datetime | None, now: datetime) -> datetime | None:
         """Expiry is optional unless ``ACCESSTOKENS_MAX_LIFETIME`` bounds it."""
@@ -297,7 +297,7 @@ class TokenStore:
         )
         self._commit()
         self._signal("token_rotated", token=token, actor=rotated_by, grace_until=now + grace)
-        return NewToken(secret, token)
+        return NewToken(secret, self._detached(token))
 
     def prune(self, older_than: timedelta, *, dry_run: bool = False) -> list[AccessToken]:
         """Delete tokens revoked or expired more than ``older_than`` ago. The
@@ -428,6 +428,13 @@ class TokenStore:
         token.revoked_at = utcnow()
         token.revoked_by = actor
         self._add_event("revoked", token, actor=actor, detail=why)
+
+    def _detached(self, token: AccessToken) -> AccessToken:
+        """The record as committed, readable after later commits and outside
+        the app context: a value to show, not a handle to change."""
+        self.session.refresh(token)
+        self.session.expunge(token)
+        return token
 
     def _commit(self) -> None:
         try:

@@ -213,6 +213,7 @@ def _reset(sock: socket.socket) -> None:
     notices at once and no FIN_WAIT state lingers."""
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in recv() on it
     except OSError:
         pass
     sock.close()

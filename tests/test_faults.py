@@ -33,7 +33,7 @@ pytestmark = needs_postgresql
 
 REPO = "/repositories/acme/api"
 CONNECT_TIMEOUT = 2  # seconds, libpq's connect_timeout
-STATEMENT_TIMEOUT = 300  # milliseconds, ACCESSTOKENS_STATEMENT_TIMEOUT
+STATEMENT_TIMEOUT = 1000  # milliseconds, ACCESSTOKENS_STATEMENT_TIMEOUT
 #: No request may take longer than this, whatever the database does.
 CEILING = CONNECT_TIMEOUT + 2.0
 
@@ -177,9 +177,9 @@ def test_database_down_mid_load(rig: Rig) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="an idle lookup connection whose server went away is only discovered by the next "
-    "request, which answers 503; fix: in store._Lookup._find_raw, on a connection error from "
-    "a reused idle connection, drop every idle connection and retry once on a new one",
+    reason="lookup.Lookup retries a dead idle connection once, but on engine.raw_connection(), "
+    "whose pool still holds connections to the old server: fix: engine.dispose() before the "
+    "retry's _connect",
 )
 def test_first_request_after_a_quiet_outage_succeeds(rig: Rig) -> None:
     """The server restarts while nobody is calling: the idle connections the
@@ -230,28 +230,29 @@ def holding(rig: Rig, sql: str, seconds: float) -> Iterator[None]:
         conn.close()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="lookup.Lookup._find_raw reads conn.broken after conn.close(), so it is always true "
+    "and a statement timeout on a reused connection is retried: the request waits twice the "
+    "timeout; fix: take `broken = reused and conn.broken` before closing",
+)
 def test_slow_lookup_hits_the_statement_timeout_and_fails_closed(rig: Rig) -> None:
     new = rig.tokens.create_token(
         name="CI", workspace="acme", repository="api", scopes=["repository"]
     )
-    assert rig.get(new.secret)[0] == 200
+    assert rig.get(new.secret)[0] == 200  # leaves an idle connection to reuse
+    timeout = STATEMENT_TIMEOUT / 1000
 
     with holding(rig, "LOCK TABLE accesstokens_secret IN ACCESS EXCLUSIVE MODE", seconds=10):
         for _ in range(3):
             status, took = rig.get(new.secret)
             assert status == 503
-            assert STATEMENT_TIMEOUT / 1000 <= took < STATEMENT_TIMEOUT / 1000 + 1.5
+            assert timeout <= took < timeout * 1.6
 
     # The connections that timed out were dropped; new ones work.
     assert [rig.get(new.secret)[0] for _ in range(3)] == [200, 200, 200]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store.TokenStore._touch runs without ACCESSTOKENS_STATEMENT_TIMEOUT, so a row lock "
-    "held elsewhere blocks the request; fix: SET LOCAL statement_timeout in _touch's "
-    "transaction on PostgreSQL",
-)
 def test_a_blocked_last_used_write_does_not_hold_up_the_request(rig: Rig) -> None:
     """A long management transaction holds the token's row: reading it is
     fine (MVCC), writing ``last_used_at`` would wait. The write is best effort,

@@ -1,17 +1,19 @@
 """Hypothesis fuzzing of everything an attacker controls: the Authorization
 header of protected routes, and the inputs of the management API.
 
-Properties: never a 500; never a 200 unless the exact valid token is
-presented; nothing written by a request that is refused.
+Properties: never a 500 (the test client re-raises any unhandled exception);
+never a 200 unless the exact valid token is presented; nothing written by a
+request that is refused.
 
-The budget is ``ACCESSTOKENS_FUZZ_EXAMPLES`` cases per database (default
-10,000, shared out by the weights below) so CI runs at least 10,000 cases;
-``pytest -m slow`` runs the same properties with
-``ACCESSTOKENS_FUZZ_SLOW_EXAMPLES`` (default 200,000). The header fuzz runs
-on SQLite only: the header is parsed, and the checksum checked, before any
-database is asked, and a well-formed unknown token costs the same lookup on
-any database. The management API fuzz runs on every database, because what it
-must survive (NUL bytes, odd Unicode, huge numbers) is where databases differ.
+Budget: ``ACCESSTOKENS_FUZZ_EXAMPLES`` cases (default 10,000), shared out
+by ``WEIGHTS``, all run on SQLite, so CI runs at least 10,000 cases.
+PostgreSQL repeats the management API tests with ``POSTGRESQL_SHARE`` of
+their part: what they must survive (NUL bytes, odd Unicode, huge numbers) is
+where databases differ. The header tests run on SQLite only: the header is
+parsed, and the checksum checked, before any database is asked, and a
+well-formed unknown token is one lookup on any database. ``pytest -m slow``
+runs the same properties on ``ACCESSTOKENS_FUZZ_SLOW_EXAMPLES`` cases
+(default 200,000).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import os
 import string
 from collections.abc import Callable
 from collections.abc import Iterator
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 from urllib.parse import quote
 
@@ -46,6 +50,9 @@ from flask_accesstokens.models import TokenSecret
 
 BUDGET = int(os.environ.get("ACCESSTOKENS_FUZZ_EXAMPLES", "10000"))
 SLOW_BUDGET = int(os.environ.get("ACCESSTOKENS_FUZZ_SLOW_EXAMPLES", "200000"))
+#: PostgreSQL repeats the management API fuzz with this part of its budget,
+#: on top of the full budget SQLite runs.
+POSTGRESQL_SHARE = 0.25
 
 #: Share of the budget each test gets. They add up to 1.
 WEIGHTS = {
@@ -58,17 +65,28 @@ WEIGHTS = {
 assert abs(sum(WEIGHTS.values()) - 1) < 1e-9
 
 
-def fuzz_settings(name: str, budget: int) -> Callable[[Any], Any]:
-    return settings(
+#: The default budget in CI, and the large one of ``pytest -m slow``.
+BUDGETS = [
+    pytest.param(BUDGET, id="ci"),
+    pytest.param(SLOW_BUDGET, id="slow", marks=pytest.mark.slow),
+]
+
+
+def fuzz(name: str, budget: float, test: Callable[[st.DataObject], None]) -> None:
+    """Run ``test`` on ``budget * WEIGHTS[name]`` generated cases. No
+    example database: runs leave no ``.hypothesis`` folder behind."""
+
+    @settings(
         max_examples=max(1, int(budget * WEIGHTS[name])),
         deadline=None,
         database=None,
-        suppress_health_check=[
-            HealthCheck.function_scoped_fixture,
-            HealthCheck.too_slow,
-            HealthCheck.data_too_large,
-        ],
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
+    @given(data=st.data())
+    def run(data: st.DataObject) -> None:
+        test(data)
+
+    run()
 
 
 PROTECTED = "/repositories/acme/api"
@@ -158,15 +176,10 @@ raw_headers = st.one_of(
 )
 
 
-def _raw_header_test(protected: tuple[Flask, str], header: str) -> None:
+@pytest.mark.parametrize("budget", BUDGETS)
+def test_arbitrary_header_text(protected: tuple[Flask, str], budget: int) -> None:
     app, secret = protected
-    check_header(app, secret, header)
-
-
-@fuzz_settings("raw_header", BUDGET)
-@given(header=raw_headers)
-def test_arbitrary_header_text(protected: tuple[Flask, str], header: str) -> None:
-    _raw_header_test(protected, header)
+    fuzz("raw_header", budget, lambda data: check_header(app, secret, data.draw(raw_headers)))
 
 
 SCHEMES = ["Bearer", "bearer", "BEARER", "bEaReR", "Basic", "basic", "BASIC", "Token", "Digest",
@@ -262,15 +275,11 @@ def _structured_headers(draw: st.DrawFn, credentials: st.SearchStrategy[str]) ->
     return header if all(ord(c) < 256 for c in header) else as_wsgi(header)
 
 
-def _structured_header_test(protected: tuple[Flask, str], data: st.DataObject) -> None:
+@pytest.mark.parametrize("budget", BUDGETS)
+def test_structured_headers(protected: tuple[Flask, str], budget: int) -> None:
     app, secret = protected
-    check_header(app, secret, data.draw(structured_headers(secret), label="header"))
-
-
-@fuzz_settings("structured_header", BUDGET)
-@given(data=st.data())
-def test_structured_headers(protected: tuple[Flask, str], data: st.DataObject) -> None:
-    _structured_header_test(protected, data)
+    headers = structured_headers(secret)
+    fuzz("structured_header", budget, lambda data: check_header(app, secret, data.draw(headers)))
 
 
 def test_the_reference_accepts_what_it_should(protected: tuple[Flask, str]) -> None:
@@ -292,12 +301,39 @@ def test_the_reference_accepts_what_it_should(protected: tuple[Flask, str]) -> N
 # -- the management API -------------------------------------------------------------
 
 
+@dataclass
+class Target:
+    """One app for all the examples of a test, and the row counts it should
+    have: each example checks that only a 201 added anything."""
+
+    app: Flask
+    db: Any
+    tokens: AccessTokens
+    client: Any
+    #: The part of the budget this database gets.
+    share: float = 1.0
+    rows: tuple[int, ...] = ()
+    #: Token ids of the resource under test, and of every other resource.
+    own: list[str] = field(default_factory=list)
+    others: list[str] = field(default_factory=list)
+
+    def check_rows(self, created: bool) -> None:
+        before, self.rows = self.rows, counts(self.db)
+        if created:
+            assert self.rows[:2] == (before[0] + 1, before[1] + 1), (before, self.rows)
+        else:
+            assert self.rows == before, (before, self.rows)
+
+
 @pytest.fixture
-def managed(database_uri: str) -> Iterator[tuple[Flask, Any, AccessTokens]]:
+def managed(database_uri: str) -> Iterator[Target]:
     app, db, tokens = make_app(database_uri)
     with_managers(tokens)
     with app.app_context():
-        yield app, db, tokens
+        share = POSTGRESQL_SHARE if database_uri.startswith("postgresql") else 1.0
+        target = Target(app, db, tokens, app.test_client(), share)
+        target.rows = counts(db)
+        yield target
         db.session.remove()
         tokens.state().store.dispose()
         db.engine.dispose()
@@ -401,9 +437,9 @@ def create_bodies(draw: st.DrawFn) -> bytes:
     if kind == "json":
         return json.dumps(draw(any_json)).encode()
     body: dict[str, Any] = {}
-    for field, strategy in zip(FIELDS, (names, scope_lists, expiries), strict=True):
+    for key, strategy in zip(FIELDS, (names, scope_lists, expiries), strict=True):
         if draw(st.integers(0, 5)):
-            body[field] = draw(strategy)
+            body[key] = draw(strategy)
     if draw(st.integers(0, 9)) == 0:
         body[draw(st.text(max_size=10))] = draw(any_json)
     return json.dumps(body, ensure_ascii=draw(st.booleans())).encode(
@@ -422,41 +458,36 @@ CONTENT_TYPES = [
 ]
 
 
-def _create_test(managed: tuple[Flask, Any, AccessTokens], data: st.DataObject) -> None:
-    app, db, tokens = managed
+def _create_test(target: Target, data: st.DataObject) -> None:
     resource = data.draw(st.sampled_from(sorted(RESOURCES)), label="resource")
     body = data.draw(create_bodies(), label="body")
     content_type = data.draw(st.sampled_from(CONTENT_TYPES), label="content_type")
-    before = counts(db)
-    response = app.test_client().post(
+    response = target.client.post(
         f"{API}{RESOURCES[resource]}/access-tokens",
         data=body,
         content_type=content_type,
         headers=MANAGER,
     )
-    after = counts(db)
     status = response.status_code
+    target.check_rows(created=status == 201)
     assert status in (201, 400, 403, 415), (status, response.data)
     if status == 201:
         created = response.get_json()
-        assert after[:2] == (before[0] + 1, before[1] + 1)
         assert created["token"].startswith("bbat_")
         parsed = json.loads(body)
         assert created["name"] == parsed["name"].strip()
         assert set(created["scopes"]) <= set(SCOPE_NAMES)
         assert resource not in ("free_project",)
     else:
-        assert after == before, (status, response.data)
         error = response.get_json()["error"]
         assert isinstance(error["message"], str)
         if status == 400:
             assert isinstance(error["fields"], dict)
 
 
-@fuzz_settings("create", BUDGET)
-@given(data=st.data())
-def test_create_inputs(managed: tuple[Flask, Any, AccessTokens], data: st.DataObject) -> None:
-    _create_test(managed, data)
+@pytest.mark.parametrize("budget", BUDGETS)
+def test_create_inputs(managed: Target, budget: int) -> None:
+    fuzz("create", budget * managed.share, lambda data: _create_test(managed, data))
 
 
 LIST_PARAMETERS = {
@@ -489,9 +520,9 @@ def list_queries(draw: st.DrawFn) -> dict[str, str] | str:
 
 
 @pytest.fixture
-def seeded(managed: tuple[Flask, Any, AccessTokens]) -> tuple[Flask, Any, AccessTokens]:
-    """A few tokens on every resource, some revoked, some used."""
-    app, db, tokens = managed
+def seeded(managed: Target) -> Target:
+    """A few tokens on every resource, some revoked."""
+    tokens = managed.tokens
     for resource, kwargs, scopes in (
         ("repository", {"repository": "api"}, ["repository"]),
         ("repository", {"repository": "lib"}, ["pipeline"]),
@@ -506,23 +537,24 @@ def seeded(managed: tuple[Flask, Any, AccessTokens]) -> tuple[Flask, Any, Access
             )
             if i == 1:
                 tokens.revoke_token(new.token.id)
+            mine = kwargs.get("repository") == "api"
+            (managed.own if mine else managed.others).append(new.token.id)
+    managed.rows = counts(managed.db)
     return managed
 
 
-def _list_test(seeded: tuple[Flask, Any, AccessTokens], data: st.DataObject) -> None:
-    app, db, tokens = seeded
+def _list_test(target: Target, data: st.DataObject) -> None:
     resource = data.draw(st.sampled_from(sorted(RESOURCES)), label="resource")
     query = data.draw(list_queries(), label="query")
-    before = counts(db)
     url = f"{API}{RESOURCES[resource]}/access-tokens"
     if isinstance(query, str):
-        response = app.test_client().get(
+        response = target.client.get(
             url, environ_overrides={"QUERY_STRING": query}, headers=MANAGER
         )
     else:
-        response = app.test_client().get(url, query_string=query, headers=MANAGER)
+        response = target.client.get(url, query_string=query, headers=MANAGER)
+    target.check_rows(created=False)
     assert response.status_code in (200, 400), (response.status_code, response.data)
-    assert counts(db) == before
     page = response.get_json()
     if response.status_code == 400:
         assert page["error"]["fields"]
@@ -534,83 +566,58 @@ def _list_test(seeded: tuple[Flask, Any, AccessTokens], data: st.DataObject) -> 
         assert path.endswith(token["repository"] or token["project"] or token["workspace"])
 
 
-@fuzz_settings("list", BUDGET)
-@given(data=st.data())
-def test_list_inputs(seeded: tuple[Flask, Any, AccessTokens], data: st.DataObject) -> None:
-    _list_test(seeded, data)
+@pytest.mark.parametrize("budget", BUDGETS)
+def test_list_inputs(seeded: Target, budget: int) -> None:
+    fuzz("list", budget * seeded.share, lambda data: _list_test(seeded, data))
 
 
-def _ids_test(seeded: tuple[Flask, Any, AccessTokens], data: st.DataObject) -> None:
-    app, db, tokens = seeded
-    own = {t.id for t in tokens.list_tokens("acme", repository="api")}
-    others = sorted(
-        t.id for t in tokens.state().store.search("acme", exact=False).items if t.id not in own
-    )
-    token_id = data.draw(
-        st.one_of(
-            st.text(),
-            st.text("0123456789abcdef", min_size=32, max_size=32),
-            st.sampled_from(others),
-            st.sampled_from(sorted(own)).map(str.upper),
-            st.sampled_from(sorted(own)).map(lambda i: i + "/"),
-            st.sampled_from(sorted(own)).map(lambda i: " " + i),
-            st.sampled_from(
-                ["", ".", "..", "%00", "\x00", "0" * 10_000, "../../lib/access-tokens"]
-            ),
-        ).filter(lambda i: i not in own),
-        label="token_id",
-    )
+@functools.cache
+def token_ids(own: tuple[str, ...], others: tuple[str, ...]) -> st.SearchStrategy[str]:
+    """Ids that are not this resource's: random, other resources', and near
+    misses of its own."""
+    mine = st.sampled_from(own)
+    return st.one_of(
+        st.text(),
+        st.text("0123456789abcdef", min_size=32, max_size=32),
+        st.sampled_from(others),
+        mine.map(str.upper),
+        mine.map(lambda i: i + "/"),
+        mine.map(lambda i: " " + i),
+        mine.map(lambda i: i[:-1]),
+        st.sampled_from(["", ".", "..", "%00", "\x00", "0" * 10_000, "../../lib/access-tokens"]),
+    ).filter(lambda i: i not in own)
+
+
+def _ids_test(target: Target, data: st.DataObject) -> None:
+    token_id = data.draw(token_ids(tuple(target.own), tuple(target.others)), label="token_id")
     method, suffix = data.draw(
         st.sampled_from([("GET", ""), ("DELETE", ""), ("POST", "/rotate"), ("PUT", "")]),
         label="method",
     )
     url = f"{API}{RESOURCES['repository']}/access-tokens/{quote(token_id, safe='')}{suffix}"
-    before = counts(db)
-    response = app.test_client().open(url, method=method, headers=MANAGER, json={})
+    response = target.client.open(url, method=method, headers=MANAGER, json={})
+    target.check_rows(created=False)
     # 308: Werkzeug merges the slashes of ``x//rotate`` and redirects.
     assert response.status_code in (404, 405, 308), (response.status_code, response.data)
-    assert counts(db) == before
 
 
-@fuzz_settings("ids", BUDGET)
-@given(data=st.data())
-def test_token_ids(seeded: tuple[Flask, Any, AccessTokens], data: st.DataObject) -> None:
-    _ids_test(seeded, data)
+@pytest.mark.parametrize("budget", BUDGETS)
+def test_token_ids(seeded: Target, budget: int) -> None:
+    fuzz("ids", budget * seeded.share, lambda data: _ids_test(seeded, data))
 
 
-# -- the large budget ---------------------------------------------------------------
-
-
-@pytest.mark.slow
-@fuzz_settings("raw_header", SLOW_BUDGET)
-@given(header=raw_headers)
-def test_arbitrary_header_text_slow(protected: tuple[Flask, str], header: str) -> None:
-    _raw_header_test(protected, header)
-
-
-@pytest.mark.slow
-@fuzz_settings("structured_header", SLOW_BUDGET)
-@given(data=st.data())
-def test_structured_headers_slow(protected: tuple[Flask, str], data: st.DataObject) -> None:
-    _structured_header_test(protected, data)
-
-
-@pytest.mark.slow
-@fuzz_settings("create", SLOW_BUDGET)
-@given(data=st.data())
-def test_create_inputs_slow(managed: tuple[Flask, Any, AccessTokens], data: st.DataObject) -> None:
-    _create_test(managed, data)
-
-
-@pytest.mark.slow
-@fuzz_settings("list", SLOW_BUDGET)
-@given(data=st.data())
-def test_list_inputs_slow(seeded: tuple[Flask, Any, AccessTokens], data: st.DataObject) -> None:
-    _list_test(seeded, data)
-
-
-@pytest.mark.slow
-@fuzz_settings("ids", SLOW_BUDGET)
-@given(data=st.data())
-def test_token_ids_slow(seeded: tuple[Flask, Any, AccessTokens], data: st.DataObject) -> None:
-    _ids_test(seeded, data)
+@pytest.mark.xfail(
+    strict=True,
+    raises=UnicodeDecodeError,
+    reason="BUG: raw non-UTF-8 bytes in the query string (which servers pass on as"
+    " latin-1 in QUERY_STRING) make werkzeug's request.args raise UnicodeDecodeError, and"
+    " the management API (and admin pages) read request.args unguarded: an unhandled"
+    " exception (500) instead of 400",
+)
+def test_raw_non_utf8_query_string(managed: Target) -> None:
+    response = managed.client.get(
+        f"{API}{RESOURCES['repository']}/access-tokens",
+        environ_overrides={"QUERY_STRING": "page=\xff"},
+        headers=MANAGER,
+    )
+    assert response.status_code == 400

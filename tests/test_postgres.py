@@ -133,12 +133,6 @@ def _exit_code(pid: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store._Lookup._checkout takes its raw connection from the engine's pool, which "
-    "after a fork still holds the parent's sockets; fix: engine.dispose(close=False) when "
-    "it notices the pid changed",
-)
 def test_forked_workers_never_share_the_parents_connections(
     app: Flask, tokens: AccessTokens, client: Any
 ) -> None:

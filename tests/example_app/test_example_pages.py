@@ -188,3 +188,22 @@ def test_members_cannot_delete(
         assert host_client.post(path, data={"csrf_token": csrf()}).status_code == 403
     login("alice")
     assert host_client.get("/acme/api").status_code == 200
+
+
+def test_pull_request_page_shows_the_token_as_author(
+    host_client: FlaskClient, login: Login, mint: Mint, bearer: Headers
+) -> None:
+    created = host_client.post(
+        "/2.0/repositories/acme/api/pullrequests",
+        json={"title": "Bump deps", "source": {"branch": {"name": "deps"}}},
+        headers=bearer(mint("pullrequest:write", repository="api", name="Renovate")),
+    )
+    html_url = created.get_json()["links"]["html"]["href"]
+    assert html_url == "http://localhost/acme/api/pull-requests/1"
+    login("bob")
+    page = host_client.get(html_url)
+    assert page.status_code == 200
+    assert "Renovate (access token) wants to merge" in page.text
+    assert "#1 Bump deps" in host_client.get("/acme/api").text
+    assert host_client.get("/acme/api/pull-requests/2").status_code == 404
+    assert host_client.get("/acme/nope/pull-requests/1").status_code == 404
