@@ -171,7 +171,7 @@ def _csrf_field() -> str:
     return str(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"))
 
 
-def issue_form_id() -> str:
+def _issue_form_id() -> str:
     """A fresh one-time id for a form that reveals a secret when submitted.
     Templates call it as they render the form, so each rendering gets its own."""
     form_id = secrets.token_urlsafe(16)
@@ -255,7 +255,7 @@ def _template_helpers() -> dict[str, Any]:
     return {
         "csrf_field": _csrf_field(),
         "csrf_token": generate_csrf,
-        "issue_form_id": issue_form_id,
+        "issue_form_id": _issue_form_id,
         "resource_url": resource_url,
         "token_url": token_url,
         "resource_of": _resource_of,
