@@ -12,6 +12,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 from typing import cast
+from typing import TYPE_CHECKING
 from typing import TypeVar
 
 from flask import current_app
@@ -33,6 +34,9 @@ from .resources import reaches
 from .scopes import check_known
 from .signals import token_authenticated
 from .tokens import AuthenticatedToken
+
+if TYPE_CHECKING:  # only for types: the extension sits above this module
+    from .extension import _State
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,7 +65,7 @@ def verify_token_in_request(
         None); a bad token is still refused.
     :raises AccessTokenError: 400, 401, 403 or 503, ready to be answered.
     """
-    state = current_app.extensions[STATE_KEY]
+    state: _State = current_app.extensions[STATE_KEY]
     unknown = [s for s in scopes if s not in state.catalog]
     if unknown:
         raise ValueError(f"unknown scope {unknown[0]!r}")
@@ -69,7 +73,7 @@ def verify_token_in_request(
 
 
 def _verify(
-    state: Any, scopes: tuple[str, ...], any_of: bool, optional: bool
+    state: _State, scopes: tuple[str, ...], any_of: bool, optional: bool
 ) -> AuthenticatedToken | None:
     req = request._get_current_object()  # type: ignore[attr-defined]
     if req.method == "OPTIONS":  # CORS preflights carry no credentials
@@ -113,7 +117,7 @@ def _verify(
     return token
 
 
-def _project_loader(state: Any) -> Callable[[str, str], str | None] | None:
+def _project_loader(state: _State) -> Callable[[str, str], str | None] | None:
     loader = state.project_loader
     if loader is None:
         return None
