@@ -14,8 +14,10 @@ import logging
 import os
 from collections.abc import Callable
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 from typing import cast
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -24,12 +26,53 @@ from sqlalchemy.pool import StaticPool
 
 from .errors import StorageUnavailable
 from .models import AccessToken
+from .models import as_utc
 from .models import TokenSecret
 
 log = logging.getLogger("flask_accesstokens")
 
 TOKENS = cast(sa.Table, AccessToken.__table__)
 SECRETS = cast(sa.Table, TokenSecret.__table__)
+
+
+class TokenRow(NamedTuple):
+    """What the request path needs of a token and of the presented secret,
+    decoded: scopes split, datetimes aware UTC."""
+
+    id: str
+    name: str
+    type: str
+    workspace: str
+    project: str | None
+    repository: str | None
+    scopes: tuple[str, ...]
+    created_by: str | None
+    revoked_at: datetime | None
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    #: When the presented secret stops working: None for a current secret.
+    valid_until: datetime | None
+    digest: str
+
+
+def _decode(row: Sequence[Any]) -> TokenRow:
+    (id_, name, type_, workspace, project, repository, scopes, created_by,
+     revoked_at, expires_at, last_used_at, valid_until, digest) = row  # fmt: skip
+    return TokenRow(
+        id_,
+        name,
+        type_,
+        workspace,
+        project,
+        repository,
+        tuple(scopes.split()),
+        created_by,
+        None if revoked_at is None else as_utc(revoked_at),
+        None if expires_at is None else as_utc(expires_at),
+        None if last_used_at is None else as_utc(last_used_at),
+        None if valid_until is None else as_utc(valid_until),
+        digest,
+    )
 
 
 class Lookup:
@@ -42,7 +85,8 @@ class Lookup:
         self._compiled: dict[int, tuple[Any, str, Callable[[list[str]], Any]]] = {}
         self._idle: list[_RawConnection] = []
         self._pid = os.getpid()
-        self._raw: bool | None = None
+        self._raw = False
+        self._engine_cache: Engine | None = None
 
     @staticmethod
     def statement(count: int) -> sa.Select[Any]:
@@ -68,9 +112,10 @@ class Lookup:
             .where(s.c.digest.in_(digests) if count > 1 else s.c.digest == digests[0])
         )
 
-    def find(self, digests: list[str]) -> tuple[Any, ...] | None:
-        engine = self._engine()
-        if self._raw is None:
+    def find(self, digests: list[str]) -> TokenRow | None:
+        engine = self._engine_cache
+        if engine is None:
+            engine = self._engine_cache = self._engine()
             self._raw = _raw_capable(engine)
         try:
             if not self._raw:
@@ -79,13 +124,13 @@ class Lookup:
                         self.statement(len(digests)),
                         {f"d{i}": d for i, d in enumerate(digests)},
                     ).first()
-                    return None if row is None else tuple(row)
+                    return None if row is None else _decode(row)
             return self._find_raw(engine, digests)
         except (SQLAlchemyError, engine.dialect.loaded_dbapi.Error) as e:
             log.error("access token lookup failed: %s", type(e).__name__)
             raise StorageUnavailable() from None
 
-    def _find_raw(self, engine: Engine, digests: list[str]) -> tuple[Any, ...] | None:
+    def _find_raw(self, engine: Engine, digests: list[str]) -> TokenRow | None:
         key = len(digests)
         if key not in self._compiled:
             compiled = self.statement(key).compile(dialect=engine.dialect)
@@ -149,12 +194,12 @@ class _RawConnection:
     def __init__(self, conn: Any) -> None:
         self.conn = conn
 
-    def find(self, sql: str, params: Any, digest: str) -> tuple[Any, ...] | None:
+    def find(self, sql: str, params: Any, digest: str) -> TokenRow | None:
         cursor = self.conn.cursor()
         cursor.execute(sql, params)
         row = cursor.fetchone()
         cursor.close()
-        return None if row is None else tuple(row)
+        return None if row is None else _decode(row)
 
     @property
     def broken(self) -> bool:
@@ -185,9 +230,9 @@ class _SQLiteConnection(_RawConnection):
     def __init__(self, conn: Any) -> None:
         super().__init__(conn)
         self.version: Any = None
-        self.rows: dict[str, tuple[Any, ...] | None] = {}
+        self.rows: dict[str, TokenRow] = {}
 
-    def find(self, sql: str, params: Any, digest: str) -> tuple[Any, ...] | None:
+    def find(self, sql: str, params: Any, digest: str) -> TokenRow | None:
         version = self.conn.execute("PRAGMA data_version").fetchone()[0]
         if version != self.version or len(self.rows) > self.MAX_ROWS:
             self.rows.clear()

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
+from typing import NamedTuple
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .tokens import AuthenticatedToken
 
 DEFAULT_VIEW_ARGS = {"workspace": "workspace", "project": "project_key", "repository": "repo_slug"}
 
 ProjectLoader = Callable[[str, str], "str | None"]
 
 
-@dataclass(frozen=True)
-class Resource:
+class Resource(NamedTuple):
     """A workspace, a project in it, or a repository in it.
 
     ``project`` may be set on a repository resource when the route names it,
@@ -77,14 +80,15 @@ def from_view_args(
 
 
 def reaches(
-    token_type: str,
-    bound: Resource,
+    bound: Resource | AuthenticatedToken,
     route: Resource | None,
     project_loader: ProjectLoader | None,
 ) -> bool:
-    """Whether a token bound to ``bound`` may act on ``route``."""
+    """Whether a token bound to ``bound`` (its type and resource) may act on
+    ``route``."""
     if route is None or route.workspace != bound.workspace:
         return False
+    token_type = bound.type
     if token_type == "workspace":
         return True
     if token_type == "repository":

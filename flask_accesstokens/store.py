@@ -342,32 +342,28 @@ class TokenStore:
             raise self.reject("malformed", None, client)
         candidates = self.digester.candidates(secret)
         row = self._lookup.find(candidates)
-        if row is None or not any(hmac.compare_digest(row[-1], c) for c in candidates):
+        if row is None or not any(hmac.compare_digest(row.digest, c) for c in candidates):
             raise self.reject("unknown", None, client)
-        (token_id, name, token_type, workspace, project, repository, scopes, created_by,
-         revoked_at, expires_at, last_used_at, valid_until, _digest) = row  # fmt: skip
         now = utcnow()
-        if valid_until is not None and as_utc(valid_until) <= now:  # type: ignore[operator]
-            self._reused(token_id, client, revoked_at is None)
-            raise self.reject("rotated", token_id, client)
-        if revoked_at is not None:
-            raise self.reject("revoked", token_id, client)
-        expires = None if expires_at is None else as_utc(expires_at)
-        if expires is not None and expires <= now:
-            raise self.reject("expired", token_id, client)
-        granted = tuple(scopes.split())
+        if row.valid_until is not None and row.valid_until <= now:
+            self._reused(row.id, client, row.revoked_at is None)
+            raise self.reject("rotated", row.id, client)
+        if row.revoked_at is not None:
+            raise self.reject("revoked", row.id, client)
+        if row.expires_at is not None and row.expires_at <= now:
+            raise self.reject("expired", row.id, client)
         return AuthenticatedToken(
-            id=token_id,
-            name=name,
-            type=token_type,
-            workspace=workspace,
-            project=project,
-            repository=repository,
-            scopes=granted,
-            granted=self.catalog.closure(granted),
-            created_by=created_by,
-            expires_at=expires,
-            last_used_at=None if last_used_at is None else as_utc(last_used_at),
+            row.id,
+            row.name,
+            row.type,
+            row.workspace,
+            row.project,
+            row.repository,
+            row.scopes,
+            self.catalog.closure(row.scopes),
+            row.created_by,
+            row.expires_at,
+            row.last_used_at,
         )
 
     def record_use(self, token: AuthenticatedToken, client: str | None) -> None:
