@@ -38,6 +38,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from .credentials import carries_token
+from .credentials import query_is_utf8
 from .extension import AccessTokens
 from .models import AccessToken
 from .models import utcnow
@@ -102,6 +103,8 @@ def _refuse_tokens() -> None:
     """Tokens never manage tokens, whatever the manager loader would say."""
     if carries_token(request):
         abort(403, "Access tokens cannot be used to manage access tokens. Sign in instead.")
+    if not query_is_utf8(request):
+        abort(400, "The query string is not valid UTF-8.")
 
 
 @blueprint.after_request

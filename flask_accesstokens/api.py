@@ -37,6 +37,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from .credentials import carries_token
+from .credentials import query_is_utf8
 from .errors import error_body
 from .models import AccessToken
 from .models import NAME_MAX_LENGTH
@@ -111,6 +112,8 @@ def refuse_access_tokens() -> None:
         return
     if carries_token(request):
         fail(403, "Access tokens cannot manage access tokens. Sign in as a user instead.")
+    if not query_is_utf8(request):
+        fail(400, "The query string is not valid UTF-8.")
 
 
 @blueprint.errorhandler(SQLAlchemyError)

@@ -66,6 +66,16 @@ def token_from_request(request: Request) -> str | None:
     return token_from_header(request.environ.get("HTTP_AUTHORIZATION"))
 
 
+def query_is_utf8(request: Request) -> bool:
+    """Werkzeug raises on raw non-UTF-8 bytes in the query string; surfaces
+    check first so such a request gets a 400, not a 500."""
+    try:
+        request.query_string.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def carries_token(request: Request) -> bool:
     """Whether a request tries to use an access token at all, readable or not.
     Management surfaces refuse such requests before anything else."""

@@ -75,8 +75,11 @@ def rig() -> Iterator[Rig]:
             with app.app_context():
                 yield Rig(app, db, tokens, proxy, direct)
                 proxy.restore()
+                try:
+                    db.session.remove()
+                except sa.exc.DBAPIError:
+                    pass  # its connection died in the outage, and was invalidated
                 AccessTokens.state().store.dispose()
-                db.session.remove()
                 db.engine.dispose()
         finally:
             proxy.close()

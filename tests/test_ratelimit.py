@@ -7,7 +7,6 @@ import uuid
 from typing import Any
 
 import pytest
-
 from conftest import bearer
 from conftest import make_app
 
@@ -44,6 +43,7 @@ def limited(request: Any, database_uri: str) -> Any:
             name="CI", workspace="acme", repository="api", scopes=["repository"]
         )
         yield app, new.secret
+        db.session.remove()
         state.store.dispose()
         db.engine.dispose()
 
@@ -98,5 +98,6 @@ def test_unreachable_storage_fails_closed(database_uri: str) -> None:
         )
         response = get(app, bearer(new.secret), "10.0.0.5")
         assert response.status_code == 503
+        db.session.remove()
         tokens.state(app).store.dispose()
         db.engine.dispose()
