@@ -141,12 +141,14 @@ class Lookup:
         try:
             row = conn.find(sql, params, digests[0])
         except BaseException:
+            broken = reused and conn.broken
             conn.close()
-            if not (reused and conn.broken):
+            if not broken:  # a timeout or a bad query: retrying cannot help
                 raise
             # The server went away while this connection sat idle (a restart,
-            # a failover): so did its siblings. Start afresh, once.
+            # a failover): so did its siblings and the pool's. Start afresh, once.
             self.dispose()
+            engine.dispose()
             conn = self._connect(engine)
             try:
                 row = conn.find(sql, params, digests[0])

@@ -178,12 +178,6 @@ def test_database_down_mid_load(rig: Rig) -> None:
     assert rig.tokens.get_token(live.token.id) is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lookup.Lookup retries a dead idle connection once, but on engine.raw_connection(), "
-    "whose pool still holds connections to the old server: fix: engine.dispose() before the "
-    "retry's _connect",
-)
 def test_first_request_after_a_quiet_outage_succeeds(rig: Rig) -> None:
     """The server restarts while nobody is calling: the idle connections the
     app kept are dead, but the database is up, so the next request passes."""
@@ -233,12 +227,6 @@ def holding(rig: Rig, sql: str, seconds: float) -> Iterator[None]:
         conn.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lookup.Lookup._find_raw reads conn.broken after conn.close(), so it is always true "
-    "and a statement timeout on a reused connection is retried: the request waits twice the "
-    "timeout; fix: take `broken = reused and conn.broken` before closing",
-)
 def test_slow_lookup_hits_the_statement_timeout_and_fails_closed(rig: Rig) -> None:
     new = rig.tokens.create_token(
         name="CI", workspace="acme", repository="api", scopes=["repository"]
