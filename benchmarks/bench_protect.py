@@ -114,9 +114,9 @@ def accesstokens_app(path: str, size: int) -> tuple[Flask, Call, Call, Callable[
 
 def jwt_call() -> Call | None:
     try:
-        from flask_jwt_extended import JWTManager
         from flask_jwt_extended import create_access_token
         from flask_jwt_extended import jwt_required
+        from flask_jwt_extended import JWTManager
     except ImportError:
         return None
     app = Flask("jwt")

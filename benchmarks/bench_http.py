@@ -1,0 +1,161 @@
+"""Throughput of a protected route against the same route bare, over real
+HTTP: gunicorn on loopback, load from wrk (Debian package ``wrk``) in another
+process.
+
+Run::
+
+    .venv/bin/python benchmarks/bench_http.py                 # SQLite
+    .venv/bin/python benchmarks/bench_http.py --postgresql postgresql+psycopg://...
+
+For each database the script fills the token table (``--tokens``), starts
+gunicorn, then runs interleaved rounds (each round loads both routes, in a
+shuffled order) and reports median requests per second and their ratio.
+The server is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def prepare(url: str, tokens: int) -> str:
+    """Create the tables, ``tokens`` filler tokens and one real token."""
+    os.environ["BENCH_DATABASE_URL"] = url
+    from http_app import create_app
+
+    app = create_app()
+    with app.app_context():
+        db = app.extensions["bench.db"]
+        db.drop_all()
+        db.create_all()
+        ext = app.extensions["accesstokens"]
+        if tokens and url.startswith("sqlite:///"):
+            from bench_protect import bulk_load
+
+            bulk_load(url.removeprefix("sqlite:///"), tokens)
+        new = ext.create_token(
+            name="bench", workspace="acme", repository="api", scopes=["repository"]
+        )
+        secret: str = new.secret
+        db.session.remove()
+        db.engine.dispose()
+    return secret
+
+
+def wrk(url: str, seconds: int, header: str | None) -> float:
+    cmd = ["wrk", "-t1", "-c8", f"-d{seconds}s", url]
+    if header:
+        cmd[1:1] = ["-H", header]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=seconds + 30)
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
+    if not match:
+        raise RuntimeError(out.stdout + out.stderr)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out.stdout)
+    if non2xx:
+        raise RuntimeError(f"{non2xx.group(1)} failed responses from {url}")
+    return float(match.group(1))
+
+
+def serve_and_measure(
+    url: str, secret: str, workers: int, rounds: int, seconds: int
+) -> dict[str, float]:
+    port = free_port()
+    env = dict(os.environ, BENCH_DATABASE_URL=url)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-w",
+            str(workers),
+            "-b",
+            f"127.0.0.1:{port}",
+            "--chdir",
+            str(HERE),
+            "--log-level",
+            "warning",
+            "http_app:create_app()",
+        ],  # fmt: skip
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/bare/acme/api", timeout=1).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        header = f"Authorization: Bearer {secret}"
+        variants = {"bare": None, "protected": header}
+        for name, hdr in variants.items():  # warm every worker's pools
+            wrk(f"{base}/{name}/acme/api", 1, hdr)
+        samples: dict[str, list[float]] = {name: [] for name in variants}
+        order = list(variants)
+        for _ in range(rounds):
+            random.shuffle(order)
+            for name in order:
+                samples[name].append(wrk(f"{base}/{name}/acme/api", seconds, variants[name]))
+        return {name: statistics.median(values) for name, values in samples.items()}
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--postgresql", default=os.environ.get("ACCESSTOKENS_TEST_POSTGRESQL_URL"))
+    parser.add_argument("--tokens", type=int, default=100_000, help="filler tokens (SQLite)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=3)
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("needs wrk: apt-get install wrk", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        databases = {"sqlite": (f"sqlite:///{tmp}/bench.sqlite", args.tokens)}
+        if args.postgresql:
+            databases["postgresql"] = (args.postgresql, 0)
+        print(f"gunicorn -w {args.workers}, wrk -c8, {args.rounds} rounds x {args.seconds}s")
+        print(
+            f"{'database':<11} {'bare req/s':>11} {'protected':>10} {'throughput':>11} {'cost':>6}"
+        )
+        for name, (url, tokens) in databases.items():
+            secret = prepare(url, tokens)
+            result = serve_and_measure(url, secret, args.workers, args.rounds, args.seconds)
+            ratio = result["protected"] / result["bare"]
+            print(
+                f"{name:<11} {result['bare']:>11.0f} {result['protected']:>10.0f}"
+                f" {ratio:>11.3f} {1 / ratio:>6.2f}x"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

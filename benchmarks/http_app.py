@@ -1,0 +1,37 @@
+"""The app ``bench_http.py`` serves with gunicorn: the same route bare and
+protected. The database URL comes from ``BENCH_DATABASE_URL``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask
+from flask import jsonify
+from flask_sqlalchemy import SQLAlchemy
+
+from flask_accesstokens import AccessTokens
+from flask_accesstokens import require_scope
+
+
+def create_app() -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY="bench",
+        SQLALCHEMY_DATABASE_URI=os.environ["BENCH_DATABASE_URL"],
+        ACCESSTOKENS_API_URL_PREFIX=None,
+    )
+    db = SQLAlchemy(app)
+    AccessTokens(app, db=db)
+
+    @app.get("/bare/<workspace>/<repo_slug>")
+    def bare(workspace: str, repo_slug: str) -> Any:
+        return jsonify(ok=True)
+
+    @app.get("/protected/<workspace>/<repo_slug>")
+    @require_scope("repository")
+    def protected(workspace: str, repo_slug: str) -> Any:
+        return jsonify(ok=True)
+
+    app.extensions["bench.db"] = db
+    return app
