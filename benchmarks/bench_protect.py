@@ -55,6 +55,8 @@ def bulk_load(path: str, count: int) -> None:
     """Insert ``count`` token rows (random digests) with raw sqlite3: fast,
     and the table is as big as a real one."""
     conn = sqlite3.connect(path)
+    if os.environ.get("BENCH_WAL"):
+        conn.execute("PRAGMA journal_mode=WAL")
     now = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(sep=" ")
     batch = 50_000
     for start in range(0, count, batch):

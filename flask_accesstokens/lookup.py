@@ -31,6 +31,9 @@ from .models import TokenSecret
 
 log = logging.getLogger("flask_accesstokens")
 
+#: Turns the digests into the parameters the driver's paramstyle wants.
+Params = Callable[[list[str]], Any]
+
 TOKENS = cast(sa.Table, AccessToken.__table__)
 SECRETS = cast(sa.Table, TokenSecret.__table__)
 
@@ -82,7 +85,7 @@ class Lookup:
     def __init__(self, engine: Callable[[], Engine], statement_timeout_ms: int | None) -> None:
         self._engine = engine
         self._timeout = statement_timeout_ms
-        self._compiled: dict[int, tuple[Any, str, Callable[[list[str]], Any]]] = {}
+        self._compiled: dict[int, tuple[Any, str, Params]] = {}
         self._idle: list[_RawConnection] = []
         self._pid = os.getpid()
         self._raw = False
@@ -136,10 +139,9 @@ class Lookup:
             compiled = self.statement(key).compile(dialect=engine.dialect)
             self._compiled[key] = (compiled, compiled.string, _param_builder(compiled.positiontup))
         _, sql, to_params = self._compiled[key]
-        params = to_params(digests)
         conn, reused = self._checkout(engine)
         try:
-            row = conn.find(sql, params, digests[0])
+            row = conn.find(sql, to_params, digests)
         except BaseException:
             broken = reused and conn.broken
             conn.close()
@@ -151,7 +153,7 @@ class Lookup:
             engine.dispose()
             conn = self._connect(engine)
             try:
-                row = conn.find(sql, params, digests[0])
+                row = conn.find(sql, to_params, digests)
             except BaseException:
                 conn.close()
                 raise
@@ -196,9 +198,9 @@ class _RawConnection:
     def __init__(self, conn: Any) -> None:
         self.conn = conn
 
-    def find(self, sql: str, params: Any, digest: str) -> TokenRow | None:
+    def find(self, sql: str, to_params: Params, digests: list[str]) -> TokenRow | None:
         cursor = self.conn.cursor()
-        cursor.execute(sql, params)
+        cursor.execute(sql, to_params(digests))
         row = cursor.fetchone()
         cursor.close()
         return None if row is None else _decode(row)
@@ -234,20 +236,21 @@ class _SQLiteConnection(_RawConnection):
         self.version: Any = None
         self.rows: dict[str, TokenRow] = {}
 
-    def find(self, sql: str, params: Any, digest: str) -> TokenRow | None:
+    def find(self, sql: str, to_params: Params, digests: list[str]) -> TokenRow | None:
         version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        digest = digests[0]
         if version != self.version or len(self.rows) > self.MAX_ROWS:
             self.rows.clear()
             self.version = version
         elif digest in self.rows:
             return self.rows[digest]
-        row = super().find(sql, params, digest)
+        row = super().find(sql, to_params, digests)
         if row is not None:  # unknown digests are not remembered: no flooding
             self.rows[digest] = row
         return row
 
 
-def _param_builder(positions: Sequence[str] | None) -> Callable[[list[str]], Any]:
+def _param_builder(positions: Sequence[str] | None) -> Params:
     """Parameters in the shape the driver's paramstyle wants."""
     if positions is None:
         return lambda ds: {f"d{i}": d for i, d in enumerate(ds)}

@@ -15,6 +15,7 @@ rotating ``SECRET_KEY`` (with ``SECRET_KEY_FALLBACKS``) does not break tokens.
 from __future__ import annotations
 
 import functools
+import hashlib
 import hmac
 import re
 import secrets
@@ -31,16 +32,14 @@ _DIGEST_SALT = "flask-accesstokens.digest"
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{1,15}$")
 
 
-def _base62(number: int, width: int) -> str:
-    chars = []
-    for _ in range(width):
-        number, rem = divmod(number, 62)
-        chars.append(BASE62[rem])
-    return "".join(reversed(chars))
+#: Every pair of base62 digits, so a checksum takes three steps, not six.
+_PAIRS = [a + b for a in BASE62 for b in BASE62]
 
 
 def _checksum(body: str) -> str:
-    return _base62(zlib.crc32(body.encode("ascii")), CHECKSUM_LENGTH)
+    high, low = divmod(zlib.crc32(body.encode("ascii")), 62**4)
+    middle, low = divmod(low, 62**2)
+    return _PAIRS[high] + _PAIRS[middle] + _PAIRS[low]
 
 
 def check_prefix(prefix: str) -> str:
@@ -99,19 +98,26 @@ class Digester:
             raise RuntimeError(
                 "flask-accesstokens needs SECRET_KEY (or ACCESSTOKENS_DIGEST_KEYS) to digest tokens"
             )
-        # Newest first: new tokens use keys[0]; the rest only verify.
-        self.keys = [
-            Signer(key, salt=_DIGEST_SALT, key_derivation="hmac").derive_key() for key in keys
+        # Newest first: new tokens use keys[0]; the rest only verify. Each key
+        # is set up once; copying a keyed HMAC skips the key schedule per call.
+        self._hmacs = [
+            hmac.new(
+                Signer(key, salt=_DIGEST_SALT, key_derivation="hmac").derive_key(),
+                digestmod=hashlib.sha256,
+            )
+            for key in keys
         ]
 
     def digest(self, token: str) -> str:
         """The digest stored for a new token."""
-        return self._digest(self.keys[0], token)
+        return self.candidates(token)[0]
 
     def candidates(self, token: str) -> list[str]:
         """Every digest this token may be stored under, newest key first."""
-        return [self._digest(key, token) for key in self.keys]
-
-    @staticmethod
-    def _digest(key: bytes, token: str) -> str:
-        return hmac.digest(key, token.encode("ascii"), "sha256").hex()
+        message = token.encode("ascii")
+        digests = []
+        for keyed in self._hmacs:
+            mac = keyed.copy()
+            mac.update(message)
+            digests.append(mac.hexdigest())
+        return digests
