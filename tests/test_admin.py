@@ -178,6 +178,13 @@ def test_an_access_token_never_manages_tokens(alice: Any, tokens: AccessTokens) 
     assert tokens.list_tokens("acme", repository="api") == []
 
 
+@pytest.mark.parametrize("url", [REPO, f"{WORKSPACE}/all"])
+def test_a_query_string_that_is_not_utf8_is_a_bad_request(alice: Any, url: str) -> None:
+    # Raw bytes, as a server passes them on: Werkzeug cannot decode them.
+    response = alice.get(url, environ_overrides={"QUERY_STRING": "page=\xff"})
+    assert response.status_code == 400
+
+
 def test_token_of_another_resource_is_not_found(alice: Any, tokens: AccessTokens) -> None:
     other = tokens.create_token(name="lib", workspace="acme", repository="lib", scopes=["pipeline"])
     for suffix in ("revoke", "rotate"):
