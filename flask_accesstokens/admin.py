@@ -329,7 +329,8 @@ def _parse_expiry(raw: str) -> datetime | None:
 
 def _page_arg() -> int:
     page = request.args.get("page", "1")
-    return int(page) if page.isdigit() and 0 < int(page) < 1_000_000 else 1
+    ok = page.isascii() and page.isdigit()  # "²".isdigit() is True too
+    return int(page) if ok and 0 < int(page) < 1_000_000 else 1
 
 
 def _reveal(resource: Resource, token: AccessToken, secret: str, action: str) -> Response:

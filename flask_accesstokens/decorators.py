@@ -64,6 +64,9 @@ def verify_token_in_request(
     :param optional: a request without a token passes as anonymous (returns
         None); a bad token is still refused.
     :raises AccessTokenError: 400, 401, 403 or 503, ready to be answered.
+
+    OPTIONS requests pass as anonymous, since CORS preflights never carry
+    credentials; a view that handles OPTIONS itself must not act on it.
     """
     state: _State = current_app.extensions[STATE_KEY]
     unknown = [s for s in scopes if s not in state.catalog]

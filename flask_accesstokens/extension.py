@@ -27,6 +27,7 @@ from .resources import Resource
 from .scopes import default_catalog
 from .scopes import ScopeCatalog
 from .scopes import TOKEN_TYPES
+from .store import MAX_ROTATION_GRACE
 from .store import StoreConfig
 from .store import TokenStore
 from .tokens import NewToken
@@ -87,6 +88,8 @@ class _State:
             ).total_seconds(),
             statement_timeout_ms=None if timeout is None else int(timeout),
         )
+        if not timedelta(0) <= store_config.rotation_grace <= MAX_ROTATION_GRACE:
+            raise ValueError("ACCESSTOKENS_ROTATION_GRACE must be between 0 and 30 minutes")
         db = self.db
         return TokenStore(
             db,

@@ -20,6 +20,7 @@ from typing import cast
 from typing import NamedTuple
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
@@ -30,6 +31,11 @@ from .models import as_utc
 from .models import TokenSecret
 
 log = logging.getLogger("flask_accesstokens")
+
+#: Idle lookup connections kept per app and process; more are closed.
+MAX_IDLE = 8
+#: Connections a forked child inherited: referenced so they are never closed.
+_inherited: list[Any] = []
 
 #: Turns the digests into the parameters the driver's paramstyle wants.
 Params = Callable[[list[str]], Any]
@@ -82,8 +88,14 @@ class Lookup:
     """Finds the row of a digest; raises :class:`StorageUnavailable` when the
     database cannot answer."""
 
-    def __init__(self, engine: Callable[[], Engine], statement_timeout_ms: int | None) -> None:
+    def __init__(
+        self,
+        engine: Callable[[], Engine],
+        statement_timeout_ms: int | None,
+        session_connection: Callable[[], Connection],
+    ) -> None:
         self._engine = engine
+        self._session_connection = session_connection
         self._timeout = statement_timeout_ms
         self._compiled: dict[int, tuple[Any, str, Params]] = {}
         self._idle: list[_RawConnection] = []
@@ -122,16 +134,23 @@ class Lookup:
             self._raw = _raw_capable(engine)
         try:
             if not self._raw:
-                with engine.connect() as conn:
-                    row = conn.execute(
-                        self.statement(len(digests)),
-                        {f"d{i}": d for i, d in enumerate(digests)},
-                    ).first()
-                    return None if row is None else _decode(row)
+                return self._find_core(engine, digests)
             return self._find_raw(engine, digests)
         except (SQLAlchemyError, engine.dialect.loaded_dbapi.Error) as e:
             log.error("access token lookup failed: %s", type(e).__name__)
             raise StorageUnavailable() from None
+
+    def _find_core(self, engine: Engine, digests: list[str]) -> TokenRow | None:
+        statement = self.statement(len(digests))
+        params = {f"d{i}": d for i, d in enumerate(digests)}
+        if isinstance(engine.pool, StaticPool):
+            # The app's session holds the only connection (in-memory SQLite):
+            # closing ours would roll back its work, so borrow the session's.
+            row = self._session_connection().execute(statement, params).first()
+        else:
+            with engine.connect() as conn:
+                row = conn.execute(statement, params).first()
+        return None if row is None else _decode(row)
 
     def _find_raw(self, engine: Engine, digests: list[str]) -> TokenRow | None:
         key = len(digests)
@@ -157,12 +176,17 @@ class Lookup:
             except BaseException:
                 conn.close()
                 raise
-        self._idle.append(conn)
+        if len(self._idle) < MAX_IDLE:
+            self._idle.append(conn)
+        else:  # after a burst, keep only a few connections open
+            conn.close()
         return row
 
     def _checkout(self, engine: Engine) -> tuple[_RawConnection, bool]:
         if self._pid != os.getpid():
-            # Forked: never touch the parent's sockets, here or in the pool.
+            # Forked: never use the parent's connections, and never close
+            # them either (that could end the parent's sessions): keep them.
+            _inherited.extend(self._idle)
             self._idle, self._pid = [], os.getpid()
             engine.dispose(close=False)
         try:

@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
 
 from . import tokenformat
 from .errors import InvalidToken
@@ -56,6 +57,9 @@ TOKENS = cast(sa.Table, AccessToken.__table__)
 SECRETS = cast(sa.Table, TokenSecret.__table__)
 EVENTS = cast(sa.Table, TokenEvent.__table__)
 
+#: How long a best-effort write (last use, audit of failures) waits for
+#: SQLite's write lock before it gives up.
+SQLITE_BEST_EFFORT_WAIT_MS = 100
 #: Bitbucket's ceiling for the rotation grace window.
 MAX_ROTATION_GRACE = timedelta(minutes=30)
 STATES = ("active", "revoked", "expired")
@@ -107,7 +111,9 @@ class TokenStore:
         self.digester = digester
         self.config = config
         self._signal = signal
-        self._lookup = Lookup(engine, config.statement_timeout_ms)
+        self._lookup = Lookup(
+            engine, config.statement_timeout_ms, lambda: self.session.connection()
+        )
         self._resolution = config.last_used_resolution
         self._failures = _FailureCounter(config.failure_audit_interval)
 
@@ -276,10 +282,15 @@ class TokenStore:
     ) -> NewToken | None:
         """A new secret for the same token. The old one keeps working for the
         grace window, then counts as reused if presented."""
-        token = self.get(token_id)
+        if not isinstance(token_id, str) or not tokenformat.is_id(token_id):
+            return None
+        # Locked (where the database can) so two rotations cannot both keep
+        # a secret alive.
+        token = self.session.get(AccessToken, token_id, with_for_update=True)
         if token is None:
             return None
         if not token.is_active:
+            self.session.rollback()
             raise TokenValidationError("token", f"a {token.state} token cannot be rotated")
         grace = self.config.rotation_grace if grace is None else grace
         if grace < timedelta(0) or grace > MAX_ROTATION_GRACE:
@@ -383,7 +394,7 @@ class TokenStore:
         most once per interval each, so a flood of garbage cannot flood the
         audit table."""
         self._signal("token_rejected", reason=reason, token_id=token_id, client=client)
-        due = self._failures.add((reason, token_id, client))
+        (reason, token_id, client), due = self._failures.add((reason, token_id, client))
         if due:
             self._write_event(
                 action="auth_failed",
@@ -440,14 +451,31 @@ class TokenStore:
             raise
 
     @contextmanager
-    def _request_path_transaction(self) -> Iterator[Connection]:
+    def _request_path_transaction(self, best_effort: bool = True) -> Iterator[Connection]:
         """A short transaction of its own, apart from the app's session, that
-        gives up after ``ACCESSTOKENS_STATEMENT_TIMEOUT`` like the lookup."""
-        with self._engine().begin() as conn:
+        gives up after ``ACCESSTOKENS_STATEMENT_TIMEOUT`` like the lookup. A
+        ``best_effort`` write on SQLite also gives up quickly when the app
+        holds the write lock, rather than stall the request for seconds."""
+        engine = self._engine()
+        if isinstance(engine.pool, StaticPool):
+            # One connection for everything (in-memory SQLite): write inside
+            # the app's session, never committing or rolling back its work.
+            yield self.session.connection()
+            return
+        with engine.begin() as conn:
             timeout = self.config.statement_timeout_ms
             if timeout and conn.dialect.name == "postgresql":
                 conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout)}")
-            yield conn
+            if not (best_effort and conn.dialect.name == "sqlite"):
+                yield conn
+                return
+            # busy_timeout belongs to the pooled connection: put it back.
+            previous = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BEST_EFFORT_WAIT_MS}")
+            try:
+                yield conn
+            finally:
+                conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(previous or 0)}")
 
     def _touch(self, token_id: str, now: datetime, client: str | None) -> None:
         """Record use, at most once per resolution, by whichever worker gets
@@ -474,7 +502,7 @@ class TokenStore:
         the old secret may hold the new one too."""
         revoke = self.config.revoke_on_reuse and active
         try:
-            with self._request_path_transaction() as conn:
+            with self._request_path_transaction(best_effort=False) as conn:
                 if revoke:
                     t = TOKENS
                     conn.execute(
@@ -541,25 +569,42 @@ def _days(delta: timedelta) -> str:
 
 
 class _FailureCounter:
-    """Counts failures per key in this process; says when a count is due to
-    be written, and how many it covers."""
+    """Counts failures per (reason, token, client) in this process and says
+    when a count is due to be written: at most once per interval per key, and
+    at most ``WRITES_PER_INTERVAL`` writes per interval in all, so garbage from
+    ever-changing addresses cannot turn into one INSERT per request. Past
+    ``MAX_KEYS``, new keys fold into one per reason."""
+
+    MAX_KEYS = 10_000
+    WRITES_PER_INTERVAL = 60
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self._lock = threading.Lock()
         self._pending: dict[tuple[Any, ...], tuple[int, float]] = {}
+        self._window = -interval
+        self._writes = 0
 
-    def add(self, key: tuple[Any, ...]) -> int:
+    def add(self, key: tuple[Any, ...]) -> tuple[tuple[Any, ...], int]:
+        """The key to write under (folded or not) and the count due, or 0."""
         now = time.monotonic()
         with self._lock:
+            if now - self._window >= self.interval:
+                self._window, self._writes = now, 0
+            if key not in self._pending and len(self._pending) >= self.MAX_KEYS:
+                self._forget_quiet_keys(now)
+                if len(self._pending) >= self.MAX_KEYS:
+                    key = (key[0], None, None)
             count, last_written = self._pending.get(key, (0, -self.interval))
             count += 1
-            if now - last_written >= self.interval:
+            if now - last_written >= self.interval and self._writes < self.WRITES_PER_INTERVAL:
+                self._writes += 1
                 self._pending[key] = (0, now)
-                if len(self._pending) > 10_000:  # bound memory under a flood
-                    self._pending = {
-                        k: v for k, v in self._pending.items() if now - v[1] < self.interval
-                    }
-                return count
+                return key, count
             self._pending[key] = (count, last_written)
-            return 0
+            return key, 0
+
+    def _forget_quiet_keys(self, now: float) -> None:
+        self._pending = {
+            k: v for k, v in self._pending.items() if v[0] or now - v[1] < self.interval
+        }
