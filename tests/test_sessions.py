@@ -7,9 +7,9 @@ import time
 from typing import Any
 
 import sqlalchemy as sa
-
 from conftest import bearer
 from conftest import make_app
+
 from flask_accesstokens import verify_token_in_request
 
 
