@@ -144,17 +144,7 @@ def _token_of(resource: Resource, token_id: str) -> AccessToken:
 
 
 def _plan_refusal(resource: Resource) -> str | None:
-    """Why this resource cannot get new tokens on its workspace's plan, if it can't."""
-    allowed = _extension().allowed_token_types(resource.workspace)
-    if resource.type in allowed:
-        return None
-    message = (
-        f"{resource.type.capitalize()} access tokens are not available on the plan of "
-        f"workspace {resource.workspace}."
-    )
-    if allowed:
-        message += f" It can use {' and '.join(allowed)} access tokens."
-    return message
+    return _extension().plan_refusal(resource)
 
 
 def _check_csrf() -> None:

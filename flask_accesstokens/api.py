@@ -216,14 +216,10 @@ def parse_datetime(value: Any) -> datetime:
 def create(**view_args: str) -> tuple[Response, int, dict[str, str]]:
     resource = _resource(view_args)
     manager = _manager(resource)
-    allowed = _extension().allowed_token_types(resource.workspace)
-    if resource.type not in allowed:
-        fail(
-            403,
-            f"{resource.type.capitalize()} access tokens are not available"
-            f" on the plan of workspace '{resource.workspace}'.",
-            detail={"allowed_types": list(allowed)},
-        )
+    refusal = _extension().plan_refusal(resource)
+    if refusal is not None:
+        allowed = _extension().allowed_token_types(resource.workspace)
+        fail(403, refusal, detail={"allowed_types": list(allowed)})
     body = _json_body(CREATE_FIELDS)
     errors: dict[str, str] = {}
     name: Any = body.get("name")

@@ -19,6 +19,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from .models import AccessToken
+from .resources import Resource
 from .serialize import isoformat
 from .serialize import new_token_json
 from .serialize import token_json
@@ -114,13 +115,13 @@ def create(
 ) -> None:
     """Create a token and print its secret, this once."""
     _check_resource(project, repository)
-    token_type = "repository" if repository else "project" if project else "workspace"
-    allowed = current_app.extensions["accesstokens"].allowed_token_types(workspace)
-    if token_type not in allowed:
-        raise click.ClickException(
-            f"{token_type.capitalize()} access tokens are not available on the plan of"
-            f" workspace {workspace!r}."
-        )
+    try:
+        resource = Resource.of(workspace, project, repository)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    refusal = current_app.extensions["accesstokens"].plan_refusal(resource)
+    if refusal is not None:
+        raise click.ClickException(refusal)
     try:
         new = _store().create(
             name=name,

@@ -106,7 +106,8 @@ def _verify(
             store.record_failure("insufficient_scope", token.id, client)
             raise InsufficientScope(required=scopes, granted=token.scopes)
         route = from_view_args(req.view_args, state.view_args)
-        if not reaches(token, route, _project_loader(state)):
+        loader = _project_loader(state) if token.type == "project" else None
+        if not reaches(token, route, loader):
             store.record_failure("wrong_resource", token.id, client)
             raise WrongResource(required=scopes, granted=token.scopes)
     except AccessTokenError as e:

@@ -278,6 +278,20 @@ class AccessTokens:
         result = current_app.ensure_sync(self._manager_loader)(resource)
         return result if isinstance(result, str) and result else None
 
+    def plan_refusal(self, resource: Resource) -> str | None:
+        """Why ``resource`` cannot get new tokens on its workspace's plan, or
+        None when it can. Every management surface asks this."""
+        allowed = self.allowed_token_types(resource.workspace)
+        if resource.type in allowed:
+            return None
+        message = (
+            f"{resource.type.capitalize()} access tokens are not available on the plan of"
+            f" workspace {resource.workspace}."
+        )
+        if allowed:
+            message += f" It can use {' and '.join(allowed)} access tokens."
+        return message
+
     def allowed_token_types(self, workspace: str) -> tuple[str, ...]:
         if self._allowed_types_loader is None:
             return TOKEN_TYPES

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
-from typing import cast
 from typing import NamedTuple
 
 import sqlalchemy as sa
@@ -26,9 +25,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from .errors import StorageUnavailable
-from .models import AccessToken
 from .models import as_utc
-from .models import TokenSecret
+from .models import SECRETS
+from .models import TOKENS
 
 log = logging.getLogger("flask_accesstokens")
 
@@ -39,9 +38,6 @@ _inherited: list[Any] = []
 
 #: Turns the digests into the parameters the driver's paramstyle wants.
 Params = Callable[[list[str]], Any]
-
-TOKENS = cast(sa.Table, AccessToken.__table__)
-SECRETS = cast(sa.Table, TokenSecret.__table__)
 
 
 class TokenRow(NamedTuple):

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from datetime import timezone
 from typing import Any
+from typing import cast
 
 from sqlalchemy import DateTime
 from sqlalchemy import ForeignKey
@@ -18,6 +19,7 @@ from sqlalchemy import Index
 from sqlalchemy import Integer
 from sqlalchemy import MetaData
 from sqlalchemy import String
+from sqlalchemy import Table
 from sqlalchemy import Text
 from sqlalchemy import TypeDecorator
 from sqlalchemy.engine import Dialect
@@ -163,3 +165,9 @@ class TokenEvent(Base):
     repository: Mapped[str | None] = mapped_column(String(255))
     count: Mapped[int] = mapped_column(Integer, default=1)
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+#: The same tables for Core statements (the request path uses no ORM).
+TOKENS = cast(Table, AccessToken.__table__)
+SECRETS = cast(Table, TokenSecret.__table__)
+EVENTS = cast(Table, TokenEvent.__table__)

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
 from typing import Any
-from typing import cast
 
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
@@ -42,8 +41,10 @@ from .errors import InvalidToken
 from .lookup import Lookup
 from .models import AccessToken
 from .models import as_utc
+from .models import EVENTS
 from .models import NAME_MAX_LENGTH
 from .models import TokenEvent
+from .models import TOKENS
 from .models import TokenSecret
 from .models import utcnow
 from .resources import Resource
@@ -53,9 +54,6 @@ from .tokens import NewToken
 
 log = logging.getLogger("flask_accesstokens")
 
-TOKENS = cast(sa.Table, AccessToken.__table__)
-SECRETS = cast(sa.Table, TokenSecret.__table__)
-EVENTS = cast(sa.Table, TokenEvent.__table__)
 
 #: How long a best-effort write (last use, audit of failures) waits for
 #: SQLite's write lock before it gives up.
@@ -187,10 +185,10 @@ class TokenStore:
             )
         return as_utc(expires_at)
 
-    def get(self, token_id: str) -> AccessToken | None:
+    def get(self, token_id: str, *, for_update: bool = False) -> AccessToken | None:
         if not isinstance(token_id, str) or not tokenformat.is_id(token_id):
             return None
-        return self.session.get(AccessToken, token_id)
+        return self.session.get(AccessToken, token_id, with_for_update=for_update or None)
 
     def search(
         self,
@@ -282,11 +280,9 @@ class TokenStore:
     ) -> NewToken | None:
         """A new secret for the same token. The old one keeps working for the
         grace window, then counts as reused if presented."""
-        if not isinstance(token_id, str) or not tokenformat.is_id(token_id):
-            return None
         # Locked (where the database can) so two rotations cannot both keep
         # a secret alive.
-        token = self.session.get(AccessToken, token_id, with_for_update=True)
+        token = self.get(token_id, for_update=True)
         if token is None:
             return None
         if not token.is_active:
