@@ -31,6 +31,7 @@ from .errors import StorageUnavailable
 from .errors import WrongResource
 from .resources import from_view_args
 from .resources import reaches
+from .resources import within
 from .scopes import check_known
 from .signals import token_authenticated
 from .tokens import AuthenticatedToken
@@ -56,13 +57,16 @@ current_token: AuthenticatedToken = cast(AuthenticatedToken, LocalProxy(_current
 
 
 def verify_token_in_request(
-    *scopes: str, any_of: bool = False, optional: bool = False
+    *scopes: str, any_of: bool = False, optional: bool = False, container: bool = False
 ) -> AuthenticatedToken | None:
     """Authenticate the current request and check scopes and binding.
 
     :param scopes: all required, or any one with ``any_of``; implied scopes count.
     :param optional: a request without a token passes as anonymous (returns
         None); a bad token is still refused.
+    :param container: the route names a workspace or project and lists what
+        is inside: tokens bound to it or to anything inside it pass, and the
+        view filters with :meth:`AuthenticatedToken.reaches`.
     :raises AccessTokenError: 400, 401, 403 or 503, ready to be answered.
 
     OPTIONS requests pass as anonymous, since CORS preflights never carry
@@ -72,11 +76,11 @@ def verify_token_in_request(
     unknown = [s for s in scopes if s not in state.catalog]
     if unknown:
         raise ValueError(f"unknown scope {unknown[0]!r}")
-    return _verify(state, scopes, any_of, optional)
+    return _verify(state, scopes, any_of, optional, container)
 
 
 def _verify(
-    state: _State, scopes: tuple[str, ...], any_of: bool, optional: bool
+    state: _State, scopes: tuple[str, ...], any_of: bool, optional: bool, container: bool = False
 ) -> AuthenticatedToken | None:
     req = request._get_current_object()  # type: ignore[attr-defined]
     if req.method == "OPTIONS":  # CORS preflights carry no credentials
@@ -106,8 +110,8 @@ def _verify(
             store.record_failure("insufficient_scope", token.id, client)
             raise InsufficientScope(required=scopes, granted=token.scopes)
         route = from_view_args(req.view_args, state.view_args)
-        loader = _project_loader(state) if token.type == "project" else None
-        if not reaches(token, route, loader):
+        loader = _project_loader(state) if token.type == "project" or container else None
+        if not (within if container else reaches)(token, route, loader):
             store.record_failure("wrong_resource", token.id, client)
             raise WrongResource(required=scopes, granted=token.scopes)
     except AccessTokenError as e:
@@ -135,7 +139,9 @@ def _project_loader(state: _State) -> Callable[[str, str], str | None] | None:
     return load
 
 
-def _decorator(scopes: tuple[str, ...], any_of: bool, optional: bool) -> Callable[[F], F]:
+def _decorator(
+    scopes: tuple[str, ...], any_of: bool, optional: bool, container: bool
+) -> Callable[[F], F]:
     check_known(scopes)
 
     def decorate(view: F) -> F:
@@ -144,7 +150,7 @@ def _decorator(scopes: tuple[str, ...], any_of: bool, optional: bool) -> Callabl
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             app = current_app._get_current_object()  # type: ignore[attr-defined]
-            _verify(app.extensions[STATE_KEY], scopes, any_of, optional)
+            _verify(app.extensions[STATE_KEY], scopes, any_of, optional, container)
             if is_async:
                 return app.ensure_sync(view)(*args, **kwargs)
             return view(*args, **kwargs)
@@ -154,20 +160,29 @@ def _decorator(scopes: tuple[str, ...], any_of: bool, optional: bool) -> Callabl
     return decorate
 
 
-def require_scope(*scopes: str, optional: bool = False) -> Callable[[F], F]:
+def require_scope(
+    *scopes: str, optional: bool = False, container: bool = False
+) -> Callable[[F], F]:
     """Protect a view: the request needs a token holding *every* scope given
     (directly or by implication) and bound to the resource the route names.
 
     Unknown scope names raise :class:`ValueError` here, at import time.
 
+    With ``container=True`` the route names a workspace or a project and lists
+    what is inside it: a token bound to that container or to anything inside
+    it passes, and the view keeps only what
+    ``current_token.reaches(workspace, project, repository)`` allows.
+
     .. versionadded:: 0.1
     """
-    return _decorator(scopes, any_of=False, optional=optional)
+    return _decorator(scopes, any_of=False, optional=optional, container=container)
 
 
-def require_any_scope(*scopes: str, optional: bool = False) -> Callable[[F], F]:
+def require_any_scope(
+    *scopes: str, optional: bool = False, container: bool = False
+) -> Callable[[F], F]:
     """Like :func:`require_scope`, but any one of the scopes is enough.
 
     .. versionadded:: 0.1
     """
-    return _decorator(scopes, any_of=True, optional=optional)
+    return _decorator(scopes, any_of=True, optional=optional, container=container)

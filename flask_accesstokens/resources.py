@@ -106,3 +106,27 @@ def reaches(
     # Asked on every request, so moving a repository takes effect at once.
     actual = project_loader(route.workspace, route.repository)
     return actual is not None and actual == bound.project
+
+
+def within(
+    bound: Resource | AuthenticatedToken,
+    container: Resource | None,
+    project_loader: ProjectLoader | None,
+) -> bool:
+    """Whether a token bound to ``bound`` sits in ``container`` (a workspace or
+    a project), or is bound to the container itself: the rule of a listing
+    route, whose view then filters with :func:`reaches` per item. Fails closed
+    like :func:`reaches`: a repository route is not a container."""
+    if container is None or container.workspace != bound.workspace:
+        return False
+    if container.type == "workspace":
+        return bound.type in ("workspace", "project", "repository")
+    if container.type != "project" or container.project is None:
+        return False
+    if bound.type == "workspace":
+        return True
+    if bound.type == "project":
+        return bound.project == container.project
+    if bound.type != "repository" or bound.repository is None or project_loader is None:
+        return False
+    return project_loader(bound.workspace, bound.repository) == container.project

@@ -57,3 +57,25 @@ class AuthenticatedToken(NamedTuple):
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.granted
+
+    def reaches(
+        self, workspace: str, project: str | None = None, repository: str | None = None
+    ) -> bool:
+        """Whether this token may act on that resource, by the binding rules
+        of protected routes: how a listing view (``container=True``) filters
+        what it shows. A repository is placed in its project by the app's
+        ``project_loader``, as on every protected route."""
+        from flask import current_app
+
+        from .resources import reaches
+
+        loader = current_app.extensions["accesstokens"]._project_loader
+        if loader is not None:
+            loader = current_app.ensure_sync(loader)
+        route = Resource(
+            "repository" if repository else "project" if project else "workspace",
+            workspace,
+            project,
+            repository,
+        )
+        return reaches(self, route, loader)

@@ -90,6 +90,20 @@ def make_app(database_uri: str, **config: Any) -> tuple[Flask, SQLAlchemy, Acces
     def workspace_repositories(workspace: str) -> Any:
         return jsonify(ok=True)
 
+    @app.get("/workspaces/<workspace>/listing")
+    @app.get("/workspaces/<workspace>/projects/<project_key>/listing")
+    @require_scope("repository", container=True)
+    def listing(workspace: str, project_key: str | None = None) -> Any:
+        return jsonify(
+            sorted(
+                repo
+                for (ws, repo), key in projects.items()
+                if ws == workspace
+                and (project_key is None or key == project_key)
+                and current_token.reaches(ws, repository=repo)
+            )
+        )
+
     @app.get("/anything")
     @require_scope("repository")
     def unbound() -> Any:

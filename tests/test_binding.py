@@ -289,3 +289,51 @@ def test_custom_view_arg_names(tmp_path: Path) -> None:
         with app.app_context():
             AccessTokens.state().store.dispose()
             db.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("bound", "url", "expected"),
+    [
+        ({"repository": "api"}, "/workspaces/acme/listing", ["api"]),
+        ({"project": "API"}, "/workspaces/acme/listing", ["api", "lib"]),
+        ({}, "/workspaces/acme/listing", ["api", "lib", "web"]),
+        ({"repository": "api"}, "/workspaces/acme/projects/API/listing", ["api"]),
+        ({"project": "API"}, "/workspaces/acme/projects/API/listing", ["api", "lib"]),
+        ({}, "/workspaces/acme/projects/WEB/listing", ["web"]),
+    ],
+)
+def test_container_route_lists_what_the_token_reaches(
+    tokens: Any, client: Any, bound: dict[str, str], url: str, expected: list[str]
+) -> None:
+    scopes = ["project"] if "project" in bound or not bound else ["repository"]
+    new = tokens.create_token(name="t", workspace="acme", scopes=scopes, **bound)
+    response = client.get(url, headers={"Authorization": f"Bearer {new.secret}"})
+    assert response.status_code == 200
+    assert response.get_json() == expected
+
+
+@pytest.mark.parametrize(
+    ("bound", "url"),
+    [
+        ({"repository": "api"}, "/workspaces/hobby/listing"),
+        ({"repository": "web"}, "/workspaces/acme/projects/API/listing"),
+        ({"project": "WEB"}, "/workspaces/acme/projects/API/listing"),
+        ({"project": "API"}, "/workspaces/hobby/projects/API/listing"),
+    ],
+)
+def test_container_route_refuses_tokens_bound_outside(
+    tokens: Any, client: Any, bound: dict[str, str], url: str
+) -> None:
+    scopes = ["project"] if "project" in bound else ["repository"]
+    new = tokens.create_token(name="t", workspace="acme", scopes=scopes, **bound)
+    response = client.get(url, headers={"Authorization": f"Bearer {new.secret}"})
+    assert response.status_code == 403
+    assert "insufficient_scope" in response.headers["WWW-Authenticate"]
+
+
+def test_container_route_still_needs_the_scope(tokens: Any, client: Any) -> None:
+    new = tokens.create_token(name="t", workspace="acme", repository="api", scopes=["webhook"])
+    response = client.get(
+        "/workspaces/acme/listing", headers={"Authorization": f"Bearer {new.secret}"}
+    )
+    assert response.status_code == 403
