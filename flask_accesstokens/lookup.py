@@ -2,8 +2,10 @@
 run on pooled raw driver connections in autocommit mode.
 
 No ORM session and no transaction stays open, so every request sees the
-latest committed revocation. On SQLite, rows are remembered only while
-``PRAGMA data_version`` proves nobody has committed anything since.
+latest committed revocation. On SQLite, rows are remembered only while the
+database file proves nobody has committed anything since: read from its
+header without a statement where ``sqlitechange`` can vouch for it, else by
+``PRAGMA data_version``.
 In-memory SQLite and drivers we do not know go through SQLAlchemy Core
 instead: same statement, same rows, a little slower.
 """
@@ -28,6 +30,7 @@ from .errors import StorageUnavailable
 from .models import as_utc
 from .models import SECRETS
 from .models import TOKENS
+from .sqlitechange import SQLiteChange
 
 log = logging.getLogger("flask_accesstokens")
 
@@ -98,6 +101,9 @@ class Lookup:
         self._pid = os.getpid()
         self._raw = False
         self._engine_cache: Engine | None = None
+        #: One watcher of the SQLite file per app and process, shared by the
+        #: lookup's connections; False until a connection has asked for it.
+        self._change: SQLiteChange | None | bool = False
 
     @staticmethod
     def statement(count: int) -> sa.Select[Any]:
@@ -183,7 +189,9 @@ class Lookup:
             # Forked: never use the parent's connections, and never close
             # them either (that could end the parent's sessions): keep them.
             _inherited.extend(self._idle)
+            _inherited.append(self._change)  # its descriptors, likewise
             self._idle, self._pid = [], os.getpid()
+            self._change = False
             engine.dispose(close=False)
         try:
             return self._idle.pop(), True
@@ -197,7 +205,7 @@ class Lookup:
         assert conn is not None
         if engine.dialect.name == "sqlite":
             conn.isolation_level = None
-            return _SQLiteConnection(conn)
+            return _SQLiteConnection(conn, self._watcher)
         conn.autocommit = True
         if self._timeout:
             cursor = conn.cursor()
@@ -205,10 +213,22 @@ class Lookup:
             cursor.close()
         return _RawConnection(conn)
 
+    def _watcher(self, conn: Any) -> SQLiteChange | None:
+        """The shared watcher of the database file, made on first request."""
+        if self._change is False:
+            self._change = SQLiteChange.for_connection(conn)
+        assert not isinstance(self._change, bool)
+        return self._change
+
     def dispose(self) -> None:
+        """Close every idle connection and the file watcher: at teardown, when
+        the database is no longer in use (see ``SQLiteChange.close``)."""
         idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+        change, self._change = self._change, False
+        if isinstance(change, SQLiteChange):
+            change.close()
 
 
 class _RawConnection:
@@ -240,34 +260,54 @@ class _RawConnection:
 class _SQLiteConnection(_RawConnection):
     """Remembers rows it found until anyone commits anything.
 
-    ``PRAGMA data_version`` changes whenever another connection, in this
-    process or any other, commits to the database file, and this connection
-    never writes. So while it is unchanged, no token was revoked, rotated or
-    used since the rows were read, and they are still true: revocation is seen
-    on the next request, as without the cache. Time-based checks (expiry,
-    grace windows) run on every request anyway. The version query is cheaper
-    than the lookup it replaces, and skips reading any table page.
+    This connection never writes. While the database file's commit stamp (see
+    ``sqlitechange.py``) is unchanged, no token was revoked, rotated or used
+    since the rows were read, and they are still true: revocation is seen on
+    the next request, as without the cache. Time-based checks (expiry, grace
+    windows) run on every request anyway. When the stamp cannot be trusted,
+    ``PRAGMA data_version`` decides, as it did before the stamp.
+
+    The stamp is read before the query and again after it; rows are kept
+    under the first value only when both agree, so a commit racing the query
+    can only cost a miss. The stamp is only read on a connection that has
+    already queried: in WAL mode its shared-memory lock then keeps the
+    ``-shm`` file in place under the mapping.
     """
 
     MAX_ROWS = 10_000
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, watcher: Callable[[Any], SQLiteChange | None]) -> None:
         super().__init__(conn)
         self.version: Any = None
         self.rows: dict[str, TokenRow] = {}
+        self.change: SQLiteChange | None = None
+        self._watcher: Callable[[Any], SQLiteChange | None] | None = watcher
 
     def find(self, sql: str, to_params: Params, digests: list[str]) -> TokenRow | None:
-        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        change = self.change
+        stamp = None if change is None else change.version()
+        version = stamp if stamp is not None else self._data_version()
         digest = digests[0]
-        if version != self.version or len(self.rows) > self.MAX_ROWS:
-            self.rows.clear()
-            self.version = version
-        elif digest in self.rows:
-            return self.rows[digest]
+        rows = self.rows
+        if version == self.version:
+            row = rows.get(digest)
+            if row is not None:
+                return row
+        else:
+            rows.clear()
+            self.version = None
         row = super().find(sql, to_params, digests)
-        if row is not None:  # unknown digests are not remembered: no flooding
-            self.rows[digest] = row
+        if stamp is not None and change is not None and change.version() != stamp:
+            return row  # a commit (or a torn read) raced the query: keep nothing
+        self.version = version
+        if row is not None and len(rows) < self.MAX_ROWS:
+            rows[digest] = row  # unknown digests are not remembered: no flooding
+        if self._watcher is not None:  # queried once: the file may be watched
+            self.change, self._watcher = self._watcher(self.conn), None
         return row
+
+    def _data_version(self) -> int:
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
 
 
 def _param_builder(positions: Sequence[str] | None) -> Params:
