@@ -78,6 +78,18 @@ def wrk(url: str, seconds: int, header: str | None) -> float:
     return float(match.group(1))
 
 
+def worker_rss_mib(master: int) -> float:
+    """The largest resident set among the gunicorn master's children, in MiB."""
+    largest = 0
+    for task in Path(f"/proc/{master}/task").iterdir():
+        children = (task / "children").read_text().split()
+        for child in children:
+            for line in Path(f"/proc/{child}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    largest = max(largest, int(line.split()[1]))
+    return largest / 1024
+
+
 def serve_and_measure(
     url: str, secret: str, workers: int, rounds: int, seconds: int
 ) -> dict[str, float]:
@@ -121,7 +133,9 @@ def serve_and_measure(
             random.shuffle(order)
             for name in order:
                 samples[name].append(wrk(f"{base}/{name}/acme/api", seconds, variants[name]))
-        return {name: statistics.median(values) for name, values in samples.items()}
+        result = {name: statistics.median(values) for name, values in samples.items()}
+        result["rss_mib"] = worker_rss_mib(server.pid)
+        return result
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
@@ -130,7 +144,7 @@ def serve_and_measure(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--postgresql", default=os.environ.get("ACCESSTOKENS_TEST_POSTGRESQL_URL"))
-    parser.add_argument("--tokens", type=int, default=100_000, help="filler tokens (SQLite)")
+    parser.add_argument("--tokens", type=int, default=1_000_000, help="filler tokens (SQLite)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=3)
@@ -145,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gunicorn -w {args.workers}, wrk -c8, {args.rounds} rounds x {args.seconds}s")
         print(
             f"{'database':<11} {'bare req/s':>11} {'protected':>10} {'throughput':>11} {'cost':>6}"
+            f" {'worker RSS':>11}"
         )
         for name, (url, tokens) in databases.items():
             secret = prepare(url, tokens)
@@ -152,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             ratio = result["protected"] / result["bare"]
             print(
                 f"{name:<11} {result['bare']:>11.0f} {result['protected']:>10.0f}"
-                f" {ratio:>11.3f} {1 / ratio:>6.2f}x"
+                f" {ratio:>11.3f} {1 / ratio:>6.2f}x {result['rss_mib']:>7.1f} MiB"
             )
     return 0
 

@@ -189,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"python {sys.version.split()[0]}, {args.rounds} rounds x {args.requests} requests")
     print(f"{'tokens':>9}  {'variant':<13} {'us/request':>10}  {'ratio':>6}")
     worst = 0.0
+    table: list[tuple[int, dict[str, float], int]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             path = os.path.join(tmp, f"bench-{size}.sqlite")
@@ -205,11 +206,28 @@ def main(argv: list[str] | None = None) -> int:
             worst = max(worst, results["accesstokens"] / results["bare"])
             status = revoke_and_check()
             print(f"{size:>9,}  (loaded in {load:.1f}s; after revoke: {status})")
+            table.append((size, results, status))
             if status != 401:
                 print("revocation was not seen on the next request", file=sys.stderr)
                 return 1
     print(f"worst accesstokens/bare ratio: {worst:.3f}")
+    print()
+    print(markdown(table))
     return 0
+
+
+def markdown(table: list[tuple[int, dict[str, float], int]]) -> str:
+    """The run as a table: bare in microseconds, the rest as ratios to it."""
+    names = [n for n in ("accesstokens", "httpauth", "jwt") if n in table[0][1]]
+    lines = [
+        "| tokens | bare (µs) | " + " | ".join(f"{n} (× bare)" for n in names) + " | revoked → |",
+        "|---:|---:|" + "---:|" * len(names) + "---:|",
+    ]
+    for size, results, status in table:
+        bare = results["bare"]
+        ratios = " | ".join(f"{results[n] / bare:.3f}" for n in names)
+        lines.append(f"| {size:,} | {bare:.1f} | {ratios} | {status} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
