@@ -12,19 +12,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field
 
+from .errors import UnknownScopeError
+
 TOKEN_TYPES: tuple[str, ...] = ("repository", "project", "workspace")
 
 _ALL = frozenset(TOKEN_TYPES)
 _NOT_REPOSITORY = frozenset({"project", "workspace"})
 _WORKSPACE_ONLY = frozenset({"workspace"})
-
-#: Every scope ever registered in this process. :func:`require_scope` checks
-#: names against it at decoration time, before any app exists.
-_known_scopes: set[str] = set()
-
-
-class UnknownScopeError(ValueError):
-    """A scope name that no catalog defines."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +66,6 @@ class ScopeCatalog:
         scope = Scope(name, types, implied, label or name)
         self.scopes[name] = scope
         self._closures.clear()
-        _known_scopes.add(name)
         return scope
 
     def __contains__(self, name: object) -> bool:
@@ -104,6 +97,16 @@ class ScopeCatalog:
         given = frozenset(granted)
         return self.closure(given) - given
 
+    def check_known(self, names: Iterable[str]) -> None:
+        """Raise :class:`UnknownScopeError` for a name this catalog lacks: a
+        view protected by it could never be reached."""
+        for name in names:
+            if name not in self.scopes:
+                raise UnknownScopeError(
+                    f"unknown scope {name!r}: register it on the app's ScopeCatalog"
+                    " (AccessTokens(scopes=...)) before serving the view"
+                )
+
     def allowed_for(self, token_type: str) -> list[Scope]:
         """The scopes a token of this type may hold, in catalog order."""
         return [s for s in self.scopes.values() if token_type in s.token_types]
@@ -123,21 +126,30 @@ class ScopeCatalog:
         return tuple(name for name in self.scopes if name in chosen)
 
 
-def check_known(names: Iterable[str]) -> tuple[str, ...]:
-    """Fail at decoration time on a scope name nobody registered."""
+def check_names(names: Iterable[str]) -> tuple[str, ...]:
+    """Decoration-time check, before any app exists, against Bitbucket's
+    immutable catalog: a name in one of its families (``repository:…``,
+    ``pipeline:…``) must be one of its scopes, so a typo fails at import.
+    Other names may be an app's own scopes: the app's catalog checks them
+    when it first serves the view (:meth:`ScopeCatalog.check_known`)."""
     result = tuple(names)
     if not result:
         raise ValueError("at least one scope is required")
     for name in result:
-        if name not in _known_scopes:
+        if not isinstance(name, str) or not name or any(c.isspace() for c in name):
+            raise UnknownScopeError(f"{name!r} is not a scope name")
+        family = name.partition(":")[0]
+        if name not in DEFAULT_SCOPES and family in _DEFAULT_FAMILIES:
+            siblings = sorted(s for s in DEFAULT_SCOPES if s.partition(":")[0] == family)
             raise UnknownScopeError(
-                f"unknown scope {name!r}: register it on the ScopeCatalog before decorating"
+                f"unknown scope {name!r}: Bitbucket's {family!r} scopes are {', '.join(siblings)}"
             )
     return result
 
 
 def default_catalog() -> ScopeCatalog:
-    """Bitbucket Cloud's access-token scopes and their implications."""
+    """A new catalog holding Bitbucket Cloud's access-token scopes and their
+    implications: each app may add its own to it."""
     catalog = ScopeCatalog()
     add = catalog.register
     add("repository", label="Repositories: Read")
@@ -162,5 +174,6 @@ def default_catalog() -> ScopeCatalog:
     return catalog
 
 
-# Registers the default names so decorators can be checked at import time.
-DEFAULT_CATALOG = default_catalog()
+#: The names in Bitbucket's catalog: immutable, the same for every app.
+DEFAULT_SCOPES: frozenset[str] = frozenset(scope.name for scope in default_catalog())
+_DEFAULT_FAMILIES = frozenset(name.partition(":")[0] for name in DEFAULT_SCOPES)

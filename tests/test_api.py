@@ -312,7 +312,7 @@ def test_max_lifetime(database_uri: str) -> None:
     near = (datetime.now(timezone.utc) + timedelta(days=29)).isoformat()
     assert create(client, expires_at=near).status_code == 201
     with app.app_context():
-        AccessTokens.state().store.dispose()
+        AccessTokens.dispose_connections()
         db.engine.dispose()
 
 
@@ -514,7 +514,7 @@ def test_prefix_is_configurable(database_uri: str) -> None:
     assert "/2.0/repositories/acme/api/access-tokens/" in response.headers["Location"]
     assert create(client).status_code == 404
     with app.app_context():
-        AccessTokens.state().store.dispose()
+        AccessTokens.dispose_connections()
         db.engine.dispose()
 
 
@@ -526,14 +526,14 @@ def test_api_can_be_turned_off(database_uri: str) -> None:
         rule.endpoint.startswith("accesstokens_api.") for rule in app.url_map.iter_rules()
     )
     with app.app_context():
-        AccessTokens.state().store.dispose()
+        AccessTokens.dispose_connections()
         db.engine.dispose()
 
 
 def test_database_failure_is_503(client: Any, app: Flask, managed: AccessTokens) -> None:
     from sqlalchemy.exc import OperationalError
 
-    store = AccessTokens.state().store
+    store = AccessTokens.service()
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise OperationalError("SELECT", {}, Exception("database is gone"))

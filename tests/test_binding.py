@@ -248,7 +248,7 @@ def test_no_project_loader_denies_project_tokens_on_repositories(tmp_path: Path)
         assert client.get("/repositories/acme/api", headers=bearer(ws)).status_code == 200
     finally:
         with app.app_context():
-            AccessTokens.state().store.dispose()
+            AccessTokens.dispose_connections()
             db.engine.dispose()
 
 
@@ -287,7 +287,7 @@ def test_custom_view_arg_names(tmp_path: Path) -> None:
         assert response.status_code == 403
     finally:
         with app.app_context():
-            AccessTokens.state().store.dispose()
+            AccessTokens.dispose_connections()
             db.engine.dispose()
 
 

@@ -24,6 +24,7 @@ from flask_accesstokens import require_scope
 from flask_accesstokens import tokenformat
 from flask_accesstokens import verify_token_in_request
 from flask_accesstokens.models import utcnow
+from flask_accesstokens.state import app_state
 
 REPO = "/repositories/acme/api"
 BARE = 'Bearer realm="api"'
@@ -128,7 +129,7 @@ def _invalid_secrets(app: Flask, tokens: AccessTokens, secret: str) -> dict[str,
         scopes=["repository"],
         expires_at=utcnow() + timedelta(hours=1),
     )
-    db = AccessTokens.state().db
+    db = app_state().db
     db.session.execute(
         sa.update(AccessToken)
         .where(AccessToken.id == expired.token.id)
@@ -358,5 +359,5 @@ def test_the_realm_is_configurable(tmp_path: Any) -> None:
 
 def _close(app: Flask, db: SQLAlchemy) -> None:
     with app.app_context():
-        AccessTokens.state().store.dispose()
+        AccessTokens.dispose_connections()
         db.engine.dispose()

@@ -148,7 +148,7 @@ def test_http_every_granted_scope_against_every_required_scope(tmp_path: Path) -
                 }
     finally:
         with app.app_context():
-            AccessTokens.state().store.dispose()
+            AccessTokens.dispose_connections()
             db.engine.dispose()
 
 
@@ -261,7 +261,7 @@ def test_custom_scopes_protect_routes(tmp_path: Path) -> None:
         assert 'scope="issue:write"' in response.headers["WWW-Authenticate"]
     finally:
         with app.app_context():
-            AccessTokens.state().store.dispose()
+            AccessTokens.dispose_connections()
             db.engine.dispose()
 
 

@@ -23,9 +23,7 @@ def test_in_memory_database_keeps_the_apps_pending_work() -> None:
         new = tokens.create_token(
             name="CI", workspace="acme", repository="api", scopes=["repository"]
         )
-        with app.test_request_context(
-            "/repositories/acme/api", headers=bearer(new.secret)
-        ) as ctx:
+        with app.test_request_context("/repositories/acme/api", headers=bearer(new.secret)) as ctx:
             ctx.request.view_args = {"workspace": "acme", "repo_slug": "api"}
             db.session.execute(sa.text("INSERT INTO notes VALUES ('kept')"))
             assert verify_token_in_request("repository") is not None

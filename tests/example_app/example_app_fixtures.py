@@ -41,7 +41,7 @@ def app_config(folder: Path) -> dict[str, Any]:
 def close(app: Flask) -> None:
     with app.app_context():
         db.session.remove()
-        AccessTokens.state().store.dispose()
+        AccessTokens.dispose_connections()
         db.engine.dispose()
 
 
