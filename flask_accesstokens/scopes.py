@@ -7,6 +7,7 @@ the request path pays a dictionary lookup, not a graph walk.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -138,12 +139,10 @@ def check_names(names: Iterable[str]) -> tuple[str, ...]:
     for name in result:
         if not isinstance(name, str) or not name or any(c.isspace() for c in name):
             raise UnknownScopeError(f"{name!r} is not a scope name")
-        family = name.partition(":")[0]
-        if name not in DEFAULT_SCOPES and family in _DEFAULT_FAMILIES:
-            siblings = sorted(s for s in DEFAULT_SCOPES if s.partition(":")[0] == family)
-            raise UnknownScopeError(
-                f"unknown scope {name!r}: Bitbucket's {family!r} scopes are {', '.join(siblings)}"
-            )
+        if name not in DEFAULT_SCOPES and _looks_like_bitbucket(name):
+            close = difflib.get_close_matches(name.lower(), DEFAULT_SCOPES, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UnknownScopeError(f"unknown scope {name!r}: not one of Bitbucket's{hint}")
     return result
 
 
@@ -177,3 +176,13 @@ def default_catalog() -> ScopeCatalog:
 #: The names in Bitbucket's catalog: immutable, the same for every app.
 DEFAULT_SCOPES: frozenset[str] = frozenset(scope.name for scope in default_catalog())
 _DEFAULT_FAMILIES = frozenset(name.partition(":")[0] for name in DEFAULT_SCOPES)
+
+
+def _looks_like_bitbucket(name: str) -> bool:
+    """Whether a name is in, or a near miss of, one of Bitbucket's scope
+    families (``Repository``, ``repositories:write``): those are typos, as
+    Bitbucket's families are closed. An app names its own scopes otherwise."""
+    family = name.partition(":")[0].lower()
+    return family in _DEFAULT_FAMILIES or bool(
+        difflib.get_close_matches(family, _DEFAULT_FAMILIES, n=1, cutoff=0.8)
+    )

@@ -544,7 +544,7 @@ def test_revoked_token_cannot_be_rotated(alice: Any, tokens: AccessTokens) -> No
     confirm = alice.get(f"{REPO}/{new.token.id}/rotate")
     assert "it no longer works" in confirm.text and 'name="form_id"' not in confirm.text
     response = alice.post(f"{REPO}/{new.token.id}/rotate", data=opened)
-    assert response.status_code == 400 and "cannot be rotated" in response.text
+    assert response.status_code == 409 and "cannot be rotated" in response.text
 
 
 # -- the workspace overview -----------------------------------------------------------

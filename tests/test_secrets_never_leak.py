@@ -157,7 +157,7 @@ def parts(
     # Every SQL statement and its parameters, whichever way it is sent.
     with app.app_context():
         sa.event.listen(db.engine, "before_cursor_execute", record_sql(recorder))
-    lookup = tokens.state(app).store._lookup
+    lookup = Pipeline.of(app).store
     real_find = lookup.find
 
     def find(digests: list[str]) -> Any:

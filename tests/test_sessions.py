@@ -66,5 +66,5 @@ def test_recording_use_does_not_wait_on_a_held_write_lock(tmp_path: Any) -> None
         assert response.status_code == 200
         assert elapsed < 2.0
         db.session.remove()
-        tokens.state(app).store.dispose()
+        tokens.dispose_connections(app)
         db.engine.dispose()

@@ -19,6 +19,7 @@ from flask_sqlalchemy import SQLAlchemy
 
 from flask_accesstokens import AccessTokens
 from flask_accesstokens import NewToken
+from flask_accesstokens import TokenConflict
 from flask_accesstokens import TokenEvent
 from flask_accesstokens import TokenValidationError
 from flask_accesstokens.models import utcnow
@@ -350,7 +351,7 @@ def test_rotate_refusals(app: Flask, tokens: AccessTokens) -> None:
         tokens.rotate_token(live.token.id, grace=timedelta(seconds=-1))
     dead = repo_token(tokens)
     tokens.revoke_token(dead.token.id)
-    with pytest.raises(ValueError):
+    with pytest.raises(TokenConflict, match="revoked"):
         tokens.rotate_token(dead.token.id)
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
