@@ -293,7 +293,7 @@ class PublicKeys:
             exc.close()
             log.warning("Could not fetch secret-scanning keys from %s: HTTP %s", self.url, exc.code)
             return
-        except (OSError, ValueError, http.client.HTTPException) as exc:
+        except (OSError, ValueError, RecursionError, http.client.HTTPException) as exc:
             # The message, never the body: it is whatever the server sent.
             log.warning(
                 "Could not fetch secret-scanning keys from %s: %s: %s",

@@ -431,6 +431,24 @@ def test_a_failed_fetch_means_unknown_and_is_logged_without_the_body(
     assert server.fetches == 2
 
 
+@pytest.mark.parametrize(
+    "served",
+    [
+        b"[" * 100_000,
+        b"[]",
+        b'{"public_keys": {}}',
+        b"\xff",
+        b"x" * (scanning.MAX_KEYS_DOCUMENT_BYTES + 1),
+    ],
+)
+def test_a_document_that_is_not_a_keys_document_means_unknown(
+    server: KeyServer, clock: FakeClock, served: bytes
+) -> None:
+    server.document = served
+    assert PublicKeys(server.url, clock=clock).get("k1") is None
+    assert server.fetches == 1
+
+
 def test_a_failed_refresh_keeps_the_keys_already_known(
     server: KeyServer, clock: FakeClock, private_key: ec.EllipticCurvePrivateKey
 ) -> None:
