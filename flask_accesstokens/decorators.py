@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from collections.abc import Mapping
 from functools import wraps
 from typing import Any
 from typing import cast
@@ -66,7 +67,9 @@ def verify_token_in_request(
         None); a bad token is still refused.
     :param container: the route names a workspace or project and lists what
         is inside: tokens bound to it or to anything inside it pass, and the
-        view filters with :meth:`AuthenticatedToken.reaches`.
+        view filters with :meth:`AuthenticatedToken.reaches`. A route that
+        names no resource at all (``/user``, ``/workspaces``) contains every
+        token: the view decides from ``current_token`` what it shows.
     :raises AccessTokenError: 400, 401, 403 or 503, ready to be answered.
 
     OPTIONS requests pass as anonymous, since CORS preflights never carry
@@ -111,7 +114,9 @@ def _verify(
             raise InsufficientScope(required=scopes, granted=token.scopes)
         route = from_view_args(req.view_args, state.view_args)
         loader = _project_loader(state) if token.type == "project" or container else None
-        if not (within if container else reaches)(token, route, loader):
+        if container and _names_nothing(req.view_args, state.view_args):
+            pass  # a listing of no one container (``/user``): every token is inside it
+        elif not (within if container else reaches)(token, route, loader):
             store.record_failure("wrong_resource", token.id, client)
             raise WrongResource(required=scopes, granted=token.scopes)
     except AccessTokenError as e:
@@ -123,6 +128,12 @@ def _verify(
     if token_authenticated.receivers:
         token_authenticated.send(state.app, token=token)
     return token
+
+
+def _names_nothing(view_args: Mapping[str, Any] | None, names: Mapping[str, str]) -> bool:
+    """No workspace, project or repository argument at all: not a malformed one,
+    which still fails closed."""
+    return not view_args or not any(name in view_args for name in names.values())
 
 
 def _project_loader(state: _State) -> Callable[[str, str], str | None] | None:
@@ -171,7 +182,10 @@ def require_scope(
     With ``container=True`` the route names a workspace or a project and lists
     what is inside it: a token bound to that container or to anything inside
     it passes, and the view keeps only what
-    ``current_token.reaches(workspace, project, repository)`` allows.
+    ``current_token.reaches(workspace, project, repository)`` allows. On a
+    route with no workspace, project or repository argument every valid token
+    with the scopes passes (the token's own identity, say); a route whose
+    resource argument is malformed is still refused.
 
     .. versionadded:: 0.1
     """
