@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from typing import NoReturn
 from typing import TypeVar
 
 from flask import abort
@@ -85,6 +86,13 @@ def only_api_routes_under_api_prefix() -> None:
         return
     if request.url_rule is not None and request.blueprint not in API_BLUEPRINTS:
         abort(404, description=f"No API resource at {path}.")
+
+
+@bp.route("/", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], strict_slashes=False)
+def root() -> NoReturn:
+    """``/2.0`` itself: a JSON 404, not the redirect to ``/2.0/`` that routing
+    would answer (in HTML, past the error handlers)."""
+    abort(404, description="No API resource at this path.")
 
 
 REPO = "/repositories/<workspace>/<repo_slug>"

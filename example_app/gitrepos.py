@@ -124,6 +124,7 @@ def _parse_log(output: str) -> list[GitCommit]:
         if not record:
             continue
         sha, parents, name, email, date, message = record.split("\x00", 5)
+        message = message.rstrip("\n") + "\n"  # as stored: the output was stripped
         when = datetime.fromisoformat(date)
         commits.append(GitCommit(sha, tuple(parents.split()), name, email, when, message))
     return commits
