@@ -84,7 +84,10 @@ def require_scope(
     With ``container=True`` the route names a workspace or a project and lists
     what is inside it: a token bound to that container or to anything inside
     it passes, and the view keeps only what
-    ``current_token.reaches(workspace, project, repository)`` allows.
+    ``current_token.reaches(workspace, project, repository)`` allows. On a
+    route with no workspace, project or repository argument at all (the
+    token's own identity, say) every valid token with the scopes passes; a
+    route whose resource argument is malformed is still refused.
 
     .. versionadded:: 0.1
     """

@@ -99,9 +99,12 @@ class Pipeline:
             ):
                 self._failed("insufficient_scope", token.id, client)
                 raise InsufficientScope(required=scopes, granted=token.scopes)
-            route = from_view_args(request.view_args, self.view_args)
+            view_args = request.view_args
+            route = from_view_args(view_args, self.view_args)
             loader = self._project_loader() if token.type == "project" or container else None
-            if not (within if container else reaches)(token, route, loader):
+            if container and not any(name in (view_args or ()) for name in self.view_args.values()):
+                pass  # a listing that names no container (``/user``): every token is inside
+            elif not (within if container else reaches)(token, route, loader):
                 self._failed("wrong_resource", token.id, client)
                 raise WrongResource(required=scopes, granted=token.scopes)
         except AccessTokenError as e:
