@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from example_app_fixtures import form_csrf_token
 from flask.testing import FlaskClient
 
 pytest_plugins = ["example_app_fixtures"]
@@ -14,8 +15,7 @@ Headers = Callable[[str], dict[str, str]]
 
 
 def csrf_from_session(client: FlaskClient) -> str:
-    with client.session_transaction() as session:
-        return str(session["csrf_token"])
+    return form_csrf_token(client)
 
 
 def test_login_page(host_client: FlaskClient) -> None:
