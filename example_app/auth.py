@@ -84,7 +84,9 @@ def local_redirect_target(target: str | None) -> str | None:
     """
     if not target or len(target) > MAX_NEXT_LENGTH:
         return None
-    if "\\" in target or any(_is_blank_or_control(char) for char in target):
+    if target.startswith("//") or "\\" in target:
+        return None
+    if any(_is_blank_or_control(char) for char in target):
         return None
     try:
         location = iri_to_uri(target)
