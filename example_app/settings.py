@@ -8,6 +8,8 @@ offered on premium workspaces only.
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import abort
 from flask import Blueprint
 from flask import flash
@@ -67,7 +69,7 @@ def signed_in_name() -> str | None:
     return user.username if user is not None else None
 
 
-def tokens_page(workspace: str, **resource: str) -> str:
+def tokens_page(workspace: str, **resource: Any) -> str:
     """The extension's admin page for a resource: ``repo_slug=`` or
     ``project_key=`` picks the repository or project page, neither the workspace's."""
     return url_for("accesstokens_admin.list_tokens", workspace=workspace, **resource)
