@@ -97,12 +97,12 @@ def root() -> NoReturn:
 
 REPO = "/repositories/<workspace>/<repo_slug>"
 PROJECT = "/workspaces/<workspace>/projects/<project_key>"
-SLUG = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+SLUG = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 #: Any scope at all: every token holds one, so any valid token passes. For the
 #: routes that show a token its own identity, which needs no permission.
 EVERY_SCOPE = tuple(scope.name for scope in default_catalog())
 OWNERS_QUERY = re.compile(r'\s*permission\s*=\s*"owner"\s*')
-PROJECT_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
+PROJECT_KEY = re.compile(r"[A-Z][A-Z0-9_]{0,31}")
 WEBHOOK_EVENTS = frozenset(
     {
         "repo:push",
@@ -161,7 +161,7 @@ def create_repository_route(workspace: str, repo_slug: str) -> Any:
     """Only a workspace token can reach a repository that does not exist yet."""
     ws = workspace_or_404(workspace)
     data = json_object()
-    if not SLUG.match(repo_slug):
+    if not SLUG.fullmatch(repo_slug):
         invalid("Invalid repository slug.", slug="Lowercase letters, digits, '-', '_', '.'.")
     if find_repository(workspace, repo_slug) is not None:
         invalid(f"Repository {workspace}/{repo_slug} already exists.", slug="Already taken.")
@@ -438,7 +438,7 @@ def create_project(workspace: str) -> Any:
     ws = workspace_or_404(workspace)
     data = json_object()
     key = text_field(data, "key", required=True)
-    if not PROJECT_KEY.match(key):
+    if not PROJECT_KEY.fullmatch(key):
         invalid("Invalid project key.", key="Uppercase letters, digits and '_'.")
     if find_project(workspace, key) is not None:
         invalid(f"Project {key} already exists.", key="Already taken.")

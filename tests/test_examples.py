@@ -57,7 +57,7 @@ def copy_of(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]
     yield copy
     for module in loaded:
         with module.app.app_context():
-            AccessTokens.state().store.dispose()
+            AccessTokens.dispose_connections()
             module.db.engine.dispose()
     sys.modules.pop("app", None)
 

@@ -30,7 +30,7 @@ VARIABLES = f"{REPO}/pipelines_config/variables/"
 def everything(host_app: Flask, mint: Mint) -> str:
     """A workspace token holding every scope."""
     with host_app.app_context():
-        scopes = [scope.name for scope in tokens.state().catalog.allowed_for("workspace")]
+        scopes = [scope.name for scope in tokens.scopes.allowed_for("workspace")]
     return mint(*scopes, name="Everything")
 
 
