@@ -111,7 +111,7 @@ def serving(app: Any) -> Iterator[str]:
         thread.join(timeout=10)
         server.server_close()
         with app.app_context():
-            AccessTokens.state().store.dispose()
+            AccessTokens.dispose_connections()
             db.engine.dispose()
 
 
