@@ -25,6 +25,7 @@ def register_token_callbacks(tokens: AccessTokens) -> None:
     tokens.project_loader(project_of)
     tokens.manager_loader(manager_of)
     tokens.allowed_token_types_loader(token_types_of)
+    tokens.resource_exists(resource_exists)
 
 
 def project_of(workspace: str, repository: str) -> str | None:
@@ -37,6 +38,7 @@ def project_of(workspace: str, repository: str) -> str | None:
 
 
 def resource_exists(resource: Resource) -> bool:
+    """Whether a resource exists: no surface makes a token for one that does not."""
     if resource.type == "repository" and resource.repository is not None:
         return find_repository(resource.workspace, resource.repository) is not None
     if resource.type == "project" and resource.project is not None:

@@ -4,6 +4,7 @@ the management surfaces; the Python API delegates to the service."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from collections.abc import Iterable
 from datetime import datetime
@@ -35,16 +36,24 @@ from .tokens import NewToken
 
 C = TypeVar("C", bound=Callable[..., Any])
 
+log = logging.getLogger("flask_accesstokens")
+
 
 class _DropCookies:
     """WSGI middleware: a response to a token-authenticated request sets no
     cookie, whatever the view or the session interface did. Done at the WSGI
-    layer because the session cookie is written after every Flask hook."""
+    layer because the session cookie is written after every Flask hook.
+    It also runs ``first`` once, before the first request is served."""
 
-    def __init__(self, wsgi_app: Callable[..., Any]) -> None:
+    def __init__(self, wsgi_app: Callable[..., Any], first: Callable[[], None]) -> None:
         self.wsgi_app = wsgi_app
+        self.first: Callable[[], None] | None = first
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if self.first is not None:
+            first, self.first = self.first, None
+            first()
+
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             if ENVIRON_KEY in environ:
                 headers = [(k, v) for k, v in headers if k.lower() != "set-cookie"]
@@ -102,8 +111,24 @@ class AccessTokens:
         app.extensions[STATE_KEY] = state
         app.extensions[PIPELINE_KEY] = Pipeline(state, RequestStore(state))
         app.extensions[SERVICE_KEY] = TokenService(state)
-        app.wsgi_app = _DropCookies(app.wsgi_app)  # type: ignore[method-assign]
+        app.wsgi_app = _DropCookies(  # type: ignore[method-assign]
+            app.wsgi_app, lambda: self._check_callbacks(state)
+        )
         self._register_surfaces(app, settings)
+
+    @staticmethod
+    def _check_callbacks(state: AppState) -> None:
+        """Callbacks are registered after ``init_app``, so they are checked
+        when the app starts serving: a management API that answers 403 to
+        everyone deserves a word in the log."""
+        mounted = state.settings.api_url_prefix is not None
+        if mounted and state.callbacks.manager_loader is None:
+            log.warning(
+                "The access-token management API at %s/... answers 403 to everyone:"
+                " no manager_loader is registered. Register one with"
+                " @tokens.manager_loader, or set ACCESSTOKENS_API_URL_PREFIX = None.",
+                state.settings.api_url_prefix,
+            )
 
     @staticmethod
     def _register_surfaces(app: Flask, settings: config.Settings) -> None:

@@ -66,8 +66,6 @@ class AppState:
         self.settings = settings
         self.catalog = catalog
         self.callbacks = callbacks
-        #: Whether the "no manager_loader" warning was logged (it is, once).
-        self.warned_no_manager = False
 
     @cached_property
     def digester(self) -> Digester:

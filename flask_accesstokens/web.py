@@ -8,7 +8,6 @@ Werkzeug HTTP exceptions; each surface renders them its own way.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -20,8 +19,6 @@ from .credentials import carries_token
 from .credentials import query_is_utf8
 from .resources import Resource
 from .state import app_state
-
-log = logging.getLogger("flask_accesstokens")
 
 #: Workspace, project and repository names in management URLs, as Bitbucket
 #: allows them. The OpenAPI document states the same pattern.
@@ -71,13 +68,7 @@ def require_manager(resource: Resource) -> str:
     """The signed-in user allowed to manage tokens on ``resource``, or 403."""
     state = app_state()
     loader = state.callbacks.manager_loader
-    if loader is None:
-        if not state.warned_no_manager:
-            state.warned_no_manager = True
-            log.warning(
-                "The access-token management API and pages answer 403 to everyone: no"
-                " manager_loader is registered. Register one with @tokens.manager_loader."
-            )
+    if loader is None:  # logged once at start-up (see AccessTokens)
         abort(403, f"You do not have permission to manage the access tokens of {resource}.")
     user = state.call(loader, resource)
     if not isinstance(user, str) or not user:

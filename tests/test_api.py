@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
@@ -543,3 +544,31 @@ def test_database_failure_is_503(client: Any, app: Flask, managed: AccessTokens)
     assert response.status_code == 503
     assert response.get_json()["type"] == "error"
     assert "gone" not in response.get_data(as_text=True)
+
+
+def test_a_mounted_api_without_manager_loader_is_logged_once_at_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="k", SQLALCHEMY_DATABASE_URI="sqlite://")
+    AccessTokens(app, db=SQLAlchemy(app))
+    client = app.test_client()
+    with caplog.at_level(logging.WARNING, logger="flask_accesstokens"):
+        client.get("/nothing-here")
+        client.get("/api/workspaces/acme/access-tokens")
+        client.get("/api/workspaces/acme/access-tokens")
+    warnings = [r for r in caplog.records if "manager_loader" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "/api" in warnings[0].getMessage()
+
+
+def test_no_warning_when_a_manager_loader_is_registered_after_init_app(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="k", SQLALCHEMY_DATABASE_URI="sqlite://")
+    tokens = AccessTokens(app, db=SQLAlchemy(app))
+    tokens.manager_loader(lambda resource: None)
+    with caplog.at_level(logging.WARNING, logger="flask_accesstokens"):
+        app.test_client().get("/nothing-here")
+    assert not [r for r in caplog.records if "manager_loader" in r.getMessage()]
