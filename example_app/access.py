@@ -1,12 +1,17 @@
 """What the extension asks the app: where a repository lives, who may manage
-tokens, and which token types a workspace's plan includes."""
+tokens, and which token types a workspace's plan includes.
+
+The loaders are plain functions, registered by :func:`register_token_callbacks`
+from ``create_app``: what the extension asks is visible where the app is built,
+and importing this module changes nothing.
+"""
 
 from __future__ import annotations
 
+from flask_accesstokens import AccessTokens
 from flask_accesstokens import Resource
 
 from .auth import current_user
-from .extensions import tokens
 from .models import find_project
 from .models import find_repository
 from .models import find_workspace
@@ -15,14 +20,25 @@ from .models import role_in
 ALL_TOKEN_TYPES = ("repository", "project", "workspace")
 
 
-@tokens.project_loader
+def register_token_callbacks(tokens: AccessTokens) -> None:
+    """Tell the extension how this app answers its questions."""
+    tokens.project_loader(project_of)
+    tokens.manager_loader(manager_of)
+    tokens.allowed_token_types_loader(token_types_of)
+    tokens.resource_exists(resource_exists)
+
+
 def project_of(workspace: str, repository: str) -> str | None:
-    # Read on every request, so moving a repository re-targets project tokens at once.
+    """The key of the project holding a repository, so project tokens reach it.
+
+    Read on every request, so moving a repository re-targets project tokens at once.
+    """
     repo = find_repository(workspace, repository)
     return repo.project.key if repo is not None else None
 
 
 def resource_exists(resource: Resource) -> bool:
+    """Whether a resource exists: no surface makes a token for one that does not."""
     if resource.type == "repository" and resource.repository is not None:
         return find_repository(resource.workspace, resource.repository) is not None
     if resource.type == "project" and resource.project is not None:
@@ -30,7 +46,6 @@ def resource_exists(resource: Resource) -> bool:
     return find_workspace(resource.workspace) is not None
 
 
-@tokens.manager_loader
 def manager_of(resource: Resource) -> str | None:
     """Workspace admins manage every token in their workspace; nobody else does."""
     user = current_user()
@@ -41,7 +56,6 @@ def manager_of(resource: Resource) -> str | None:
     return user.username
 
 
-@tokens.allowed_token_types_loader
 def token_types_of(workspace: str) -> tuple[str, ...]:
     """Project and workspace tokens are a premium feature, as on Bitbucket."""
     found = find_workspace(workspace)

@@ -6,8 +6,13 @@ as Bitbucket does.
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+from typing import NoReturn
+from typing import TypeVar
 
 from flask import abort
 from flask import Blueprint
@@ -16,14 +21,18 @@ from flask import request
 from werkzeug.wrappers import Response
 
 from flask_accesstokens import current_token
+from flask_accesstokens import default_catalog
+from flask_accesstokens import require_any_scope
 from flask_accesstokens import require_scope
 
 from . import bitbucket
+from . import gitrepos
 from .extensions import db
 from .lifecycle import create_repository
 from .lifecycle import delete_project
 from .lifecycle import delete_repository
 from .lifecycle import move_repository
+from .models import Approval
 from .models import find_project
 from .models import find_repository
 from .models import find_workspace
@@ -44,10 +53,56 @@ from .payloads import text_field
 
 bp = Blueprint("api", __name__, url_prefix=bitbucket.API_PREFIX)
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Blueprints whose routes may answer under /2.0: this API and the extension's
+#: management API. The site's pages have catch-all rules (``/<workspace>/<repo_slug>``)
+#: that would otherwise answer /2.0/user with a login redirect.
+API_BLUEPRINTS = frozenset({"api", "accesstokens_api"})
+
+
+def _route(method: str) -> Callable[[str], Callable[[F], F]]:
+    def register(rule: str) -> Callable[[F], F]:
+        # Bitbucket answers with and without a trailing slash, and clients use
+        # both (atlassian-python-api asks for ``.../pullrequests/``). Matching
+        # both forms beats a redirect, after which some clients drop the
+        # Authorization header.
+        return bp.route(rule, methods=[method], strict_slashes=False)
+
+    return register
+
+
+route_get = _route("GET")
+route_post = _route("POST")
+route_put = _route("PUT")
+route_delete = _route("DELETE")
+
+
+@bp.before_app_request
+def only_api_routes_under_api_prefix() -> None:
+    """Nothing under /2.0 is a page: a path no API route serves is a JSON 404."""
+    path = request.path
+    if path != bitbucket.API_PREFIX and not path.startswith(bitbucket.API_PREFIX + "/"):
+        return
+    if request.url_rule is not None and request.blueprint not in API_BLUEPRINTS:
+        abort(404, description=f"No API resource at {path}.")
+
+
+@bp.route("/", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], strict_slashes=False)
+def root() -> NoReturn:
+    """``/2.0`` itself: a JSON 404, not the redirect to ``/2.0/`` that routing
+    would answer (in HTML, past the error handlers)."""
+    abort(404, description="No API resource at this path.")
+
+
 REPO = "/repositories/<workspace>/<repo_slug>"
 PROJECT = "/workspaces/<workspace>/projects/<project_key>"
-SLUG = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
-PROJECT_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
+SLUG = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+#: Any scope at all: every token holds one, so any valid token passes. For the
+#: routes that show a token its own identity, which needs no permission.
+EVERY_SCOPE = tuple(scope.name for scope in default_catalog())
+OWNERS_QUERY = re.compile(r'\s*permission\s*=\s*"owner"\s*')
+PROJECT_KEY = re.compile(r"[A-Z][A-Z0-9_]{0,31}")
 WEBHOOK_EVENTS = frozenset(
     {
         "repo:push",
@@ -94,19 +149,19 @@ def created(body: dict[str, Any]) -> tuple[Response, int, dict[str, str]]:
 # Repositories
 
 
-@bp.get(REPO)
+@route_get(REPO)
 @require_scope("repository")
 def get_repository(workspace: str, repo_slug: str) -> Response:
     return jsonify(bitbucket.repository_json(repository_or_404(workspace, repo_slug)))
 
 
-@bp.post(REPO)
+@route_post(REPO)
 @require_scope("repository:admin")
 def create_repository_route(workspace: str, repo_slug: str) -> Any:
     """Only a workspace token can reach a repository that does not exist yet."""
     ws = workspace_or_404(workspace)
     data = json_object()
-    if not SLUG.match(repo_slug):
+    if not SLUG.fullmatch(repo_slug):
         invalid("Invalid repository slug.", slug="Lowercase letters, digits, '-', '_', '.'.")
     if find_repository(workspace, repo_slug) is not None:
         invalid(f"Repository {workspace}/{repo_slug} already exists.", slug="Already taken.")
@@ -125,7 +180,7 @@ def create_repository_route(workspace: str, repo_slug: str) -> Any:
     return created(bitbucket.repository_json(repo))
 
 
-@bp.put(REPO)
+@route_put(REPO)
 @require_scope("repository:admin")
 def update_repository(workspace: str, repo_slug: str) -> Response:
     repo = repository_or_404(workspace, repo_slug)
@@ -143,7 +198,7 @@ def update_repository(workspace: str, repo_slug: str) -> Response:
     return jsonify(bitbucket.repository_json(repo))
 
 
-@bp.delete(REPO)
+@route_delete(REPO)
 @require_scope("repository:delete")
 def delete_repository_route(workspace: str, repo_slug: str) -> tuple[str, int]:
     delete_repository(repository_or_404(workspace, repo_slug), actor())
@@ -153,16 +208,16 @@ def delete_repository_route(workspace: str, repo_slug: str) -> tuple[str, int]:
 # Pull requests
 
 
-@bp.get(f"{REPO}/pullrequests")
+@route_get(f"{REPO}/pullrequests")
 @require_scope("pullrequest")
 def list_pull_requests(workspace: str, repo_slug: str) -> Response:
     repo = repository_or_404(workspace, repo_slug)
-    state = request.args.get("state", "OPEN").upper()
-    prs = [pr for pr in sorted(repo.pull_requests, key=lambda p: -p.number) if pr.state == state]
+    states = {state.upper() for state in request.args.getlist("state")} or {"OPEN"}
+    prs = [pr for pr in sorted(repo.pull_requests, key=lambda p: -p.number) if pr.state in states]
     return jsonify(bitbucket.paginate(prs, bitbucket.pull_request_json))
 
 
-@bp.post(f"{REPO}/pullrequests")
+@route_post(f"{REPO}/pullrequests")
 @require_scope("pullrequest:write")
 def create_pull_request(workspace: str, repo_slug: str) -> Any:
     repo = repository_or_404(workspace, repo_slug)
@@ -189,14 +244,14 @@ def pull_request_or_404(repo: Repository, number: int) -> PullRequest:
     abort(404, description=f"Pull request {number} not found.")
 
 
-@bp.get(f"{REPO}/pullrequests/<int:pull_request_id>")
+@route_get(f"{REPO}/pullrequests/<int:pull_request_id>")
 @require_scope("pullrequest")
 def get_pull_request(workspace: str, repo_slug: str, pull_request_id: int) -> Response:
     repo = repository_or_404(workspace, repo_slug)
     return jsonify(bitbucket.pull_request_json(pull_request_or_404(repo, pull_request_id)))
 
 
-@bp.post(f"{REPO}/pullrequests/<int:pull_request_id>/merge")
+@route_post(f"{REPO}/pullrequests/<int:pull_request_id>/merge")
 @require_scope("pullrequest:write")
 def merge_pull_request(workspace: str, repo_slug: str, pull_request_id: int) -> Response:
     pr = pull_request_or_404(repository_or_404(workspace, repo_slug), pull_request_id)
@@ -211,14 +266,14 @@ def merge_pull_request(workspace: str, repo_slug: str, pull_request_id: int) -> 
 # Webhooks
 
 
-@bp.get(f"{REPO}/hooks")
+@route_get(f"{REPO}/hooks")
 @require_scope("webhook")
 def list_hooks(workspace: str, repo_slug: str) -> Response:
     repo = repository_or_404(workspace, repo_slug)
     return jsonify(bitbucket.paginate(repo.webhooks, bitbucket.webhook_json))
 
 
-@bp.post(f"{REPO}/hooks")
+@route_post(f"{REPO}/hooks")
 @require_scope("webhook")
 def create_hook(workspace: str, repo_slug: str) -> Any:
     repo = repository_or_404(workspace, repo_slug)
@@ -242,7 +297,7 @@ def create_hook(workspace: str, repo_slug: str) -> Any:
     return created(bitbucket.webhook_json(hook))
 
 
-@bp.get(f"{REPO}/hooks/<uid>")
+@route_get(f"{REPO}/hooks/<uid>")
 @require_scope("webhook")
 def get_hook(workspace: str, repo_slug: str, uid: str) -> Response:
     repo = repository_or_404(workspace, repo_slug)
@@ -255,7 +310,7 @@ def get_hook(workspace: str, repo_slug: str, uid: str) -> Response:
 # Pipelines, their variables and runners
 
 
-@bp.get(f"{REPO}/pipelines/")
+@route_get(f"{REPO}/pipelines/")
 @require_scope("pipeline")
 def list_pipelines(workspace: str, repo_slug: str) -> Response:
     repo = repository_or_404(workspace, repo_slug)
@@ -263,7 +318,7 @@ def list_pipelines(workspace: str, repo_slug: str) -> Response:
     return jsonify(bitbucket.paginate(pipelines, bitbucket.pipeline_json))
 
 
-@bp.post(f"{REPO}/pipelines/")
+@route_post(f"{REPO}/pipelines/")
 @require_scope("pipeline:write")
 def trigger_pipeline(workspace: str, repo_slug: str) -> Any:
     repo = repository_or_404(workspace, repo_slug)
@@ -282,14 +337,14 @@ def trigger_pipeline(workspace: str, repo_slug: str) -> Any:
     return created(bitbucket.pipeline_json(pipeline))
 
 
-@bp.get(f"{REPO}/pipelines_config/variables/")
+@route_get(f"{REPO}/pipelines_config/variables/")
 @require_scope("pipeline:variable")
 def list_variables(workspace: str, repo_slug: str) -> Response:
     repo = repository_or_404(workspace, repo_slug)
     return jsonify(bitbucket.paginate(repo.variables, bitbucket.variable_json))
 
 
-@bp.post(f"{REPO}/pipelines_config/variables/")
+@route_post(f"{REPO}/pipelines_config/variables/")
 @require_scope("pipeline:variable")
 def create_variable(workspace: str, repo_slug: str) -> Any:
     repo = repository_or_404(workspace, repo_slug)
@@ -326,14 +381,14 @@ def new_runner(workspace: Workspace, repo: Repository | None) -> Runner:
     return runner
 
 
-@bp.get(f"{REPO}/pipelines-config/runners")
+@route_get(f"{REPO}/pipelines-config/runners")
 @require_scope("runner")
 def list_repository_runners(workspace: str, repo_slug: str) -> Response:
     repo = repository_or_404(workspace, repo_slug)
     return jsonify(bitbucket.paginate(repo.runners, bitbucket.runner_json))
 
 
-@bp.post(f"{REPO}/pipelines-config/runners")
+@route_post(f"{REPO}/pipelines-config/runners")
 @require_scope("runner:write")
 def create_repository_runner(workspace: str, repo_slug: str) -> Any:
     repo = repository_or_404(workspace, repo_slug)
@@ -343,21 +398,27 @@ def create_repository_runner(workspace: str, repo_slug: str) -> Any:
 # Workspaces and projects
 
 
-@bp.get("/workspaces/<workspace>")
+@route_get("/workspaces/<workspace>")
 @require_scope("account")
 def get_workspace(workspace: str) -> Response:
     return jsonify(bitbucket.workspace_json(workspace_or_404(workspace)))
 
 
-@bp.get("/workspaces/<workspace>/members")
+@route_get("/workspaces/<workspace>/members")
 @require_scope("account")
 def list_members(workspace: str) -> Response:
     ws = workspace_or_404(workspace)
     members = sorted(ws.memberships, key=lambda m: m.user.username)
+    query = request.args.get("q")
+    if query is not None:
+        # The one filter Bitbucket links to: a workspace's ``owners``. Admins are its owners.
+        if OWNERS_QUERY.fullmatch(query) is None:
+            invalid('Only q=permission="owner" is supported here.', q="Unsupported query.")
+        members = [m for m in members if m.role == "admin"]
     return jsonify(bitbucket.paginate(members, bitbucket.membership_json))
 
 
-@bp.get("/workspaces/<workspace>/pipelines-config/runners")
+@route_get("/workspaces/<workspace>/pipelines-config/runners")
 @require_scope("runner")
 def list_workspace_runners(workspace: str) -> Response:
     ws = workspace_or_404(workspace)
@@ -365,19 +426,19 @@ def list_workspace_runners(workspace: str) -> Response:
     return jsonify(bitbucket.paginate(runners, bitbucket.runner_json))
 
 
-@bp.post("/workspaces/<workspace>/pipelines-config/runners")
+@route_post("/workspaces/<workspace>/pipelines-config/runners")
 @require_scope("runner:write")
 def create_workspace_runner(workspace: str) -> Any:
     return jsonify(bitbucket.runner_json(new_runner(workspace_or_404(workspace), None))), 201
 
 
-@bp.post("/workspaces/<workspace>/projects")
+@route_post("/workspaces/<workspace>/projects")
 @require_scope("project:admin")
 def create_project(workspace: str) -> Any:
     ws = workspace_or_404(workspace)
     data = json_object()
     key = text_field(data, "key", required=True)
-    if not PROJECT_KEY.match(key):
+    if not PROJECT_KEY.fullmatch(key):
         invalid("Invalid project key.", key="Uppercase letters, digits and '_'.")
     if find_project(workspace, key) is not None:
         invalid(f"Project {key} already exists.", key="Already taken.")
@@ -393,13 +454,13 @@ def create_project(workspace: str) -> Any:
     return created(bitbucket.project_json(project))
 
 
-@bp.get(PROJECT)
+@route_get(PROJECT)
 @require_scope("project")
 def get_project(workspace: str, project_key: str) -> Response:
     return jsonify(bitbucket.project_json(project_or_404(workspace, project_key)))
 
 
-@bp.put(PROJECT)
+@route_put(PROJECT)
 @require_scope("project:admin")
 def update_project(workspace: str, project_key: str) -> Response:
     project = project_or_404(workspace, project_key)
@@ -411,8 +472,314 @@ def update_project(workspace: str, project_key: str) -> Response:
     return jsonify(bitbucket.project_json(project))
 
 
-@bp.delete(PROJECT)
+@route_delete(PROJECT)
 @require_scope("project:admin")
 def delete_project_route(workspace: str, project_key: str) -> tuple[str, int]:
     delete_project(project_or_404(workspace, project_key), actor())
+    return "", 204
+
+
+# Listings of what a token reaches: a workspace's repositories and projects
+
+
+@route_get("/repositories/<workspace>")
+@require_scope("repository", container=True)
+def list_repositories(workspace: str) -> Response:
+    """A repository token sees its repository, a project token its project's,
+    a workspace token all of them."""
+    ws = workspace_or_404(workspace)
+    repos = [
+        repo
+        for project in ws.projects
+        for repo in project.repositories
+        if current_token.reaches(workspace, repository=repo.slug)
+    ]
+    repos.sort(key=lambda repo: repo.slug)
+    return jsonify(bitbucket.paginate(repos, bitbucket.repository_json))
+
+
+@route_get("/workspaces/<workspace>/projects")
+@require_scope("project", container=True)
+def list_projects(workspace: str) -> Response:
+    """Needs ``project`` as on Bitbucket: repository tokens cannot hold it."""
+    ws = workspace_or_404(workspace)
+    projects = [p for p in ws.projects if current_token.reaches(workspace, project=p.key)]
+    return jsonify(bitbucket.paginate(projects, bitbucket.project_json))
+
+
+# The token's own identity: Bitbucket gives each access token a bot user
+
+
+@route_get("/user")
+@require_any_scope(*EVERY_SCOPE, container=True)
+def current_user() -> Response:
+    return jsonify(bitbucket.bot_user_json(current_token))
+
+
+@route_get("/workspaces")
+@require_any_scope(*EVERY_SCOPE, container=True)
+def list_workspaces() -> Response:
+    """A token lives in exactly one workspace, and that is the one it sees."""
+    found = find_workspace(current_token.workspace)
+    return jsonify(bitbucket.paginate([found] if found else [], bitbucket.workspace_json))
+
+
+@route_get("/user/workspaces")
+@require_any_scope(*EVERY_SCOPE, container=True)
+def list_user_workspaces() -> Response:
+    """Bitbucket's successor of ``/workspaces``: the workspaces the caller can
+    access, each wrapped with the caller's standing in it."""
+    found = find_workspace(current_token.workspace)
+    access = {
+        "type": "workspace_access",
+        "administrator": current_token.type == "workspace"
+        and current_token.has_scope("project:admin"),
+    }
+    return jsonify(
+        bitbucket.paginate(
+            [found] if found else [],
+            lambda ws: {**access, "workspace": bitbucket.workspace_ref(ws)},
+        )
+    )
+
+
+# Git: branches and commits, read from the bare repository
+
+
+def git_path(repo: Repository) -> Path:
+    return gitrepos.repository_path(repo.workspace.slug, repo.slug)
+
+
+def commit_page(repo: Repository, revisions: list[str]) -> Response:
+    """Newest first, with ``next`` while more remain. Like Bitbucket's commit
+    lists it has no ``size``: counting a long history is what paging avoids."""
+    page, pagelen = bitbucket.page_args()
+    found = gitrepos.log(git_path(repo), revisions, skip=(page - 1) * pagelen, limit=pagelen + 1)
+    values = [bitbucket.commit_json(repo, commit) for commit in found[:pagelen]]
+    return jsonify(bitbucket.page_body(values, page, pagelen, size=None, more=len(found) > pagelen))
+
+
+def revisions_from_query(repo: Repository) -> list[str]:
+    """``include``/``exclude`` as Bitbucket takes them; every branch by default."""
+    include = request.args.getlist("include")
+    exclude = request.args.getlist("exclude")
+    if not include:
+        include = [f"refs/heads/{b.name}" for b in gitrepos.branches(git_path(repo))]
+    return include + [f"^{ref}" for ref in exclude]
+
+
+@route_get(f"{REPO}/refs/branches")
+@require_scope("repository")
+def list_branches(workspace: str, repo_slug: str) -> Response:
+    repo = repository_or_404(workspace, repo_slug)
+    found = gitrepos.branches(git_path(repo))
+    return jsonify(bitbucket.paginate(found, lambda b: bitbucket.branch_json(repo, b)))
+
+
+@route_get(f"{REPO}/refs/branches/<path:name>")
+@require_scope("repository")
+def get_branch(workspace: str, repo_slug: str, name: str) -> Response:
+    repo = repository_or_404(workspace, repo_slug)
+    found = gitrepos.branch(git_path(repo), name)
+    if found is None:
+        abort(404, description=f"Branch {name} not found.")
+    return jsonify(bitbucket.branch_json(repo, found))
+
+
+@route_get(f"{REPO}/commits")
+@require_scope("repository")
+def list_commits(workspace: str, repo_slug: str) -> Response:
+    repo = repository_or_404(workspace, repo_slug)
+    return commit_page(repo, revisions_from_query(repo))
+
+
+@route_get(f"{REPO}/commits/<path:revision>")
+@require_scope("repository")
+def list_commits_of(workspace: str, repo_slug: str, revision: str) -> Response:
+    repo = repository_or_404(workspace, repo_slug)
+    exclude = [f"^{ref}" for ref in request.args.getlist("exclude")]
+    return commit_page(repo, [revision, *exclude])
+
+
+@route_get(f"{REPO}/commit/<commit>")
+@require_scope("repository")
+def get_commit(workspace: str, repo_slug: str, commit: str) -> Response:
+    repo = repository_or_404(workspace, repo_slug)
+    found = gitrepos.log(git_path(repo), [commit], skip=0, limit=1)
+    if not found or not found[0].hash.startswith(commit.lower()):
+        abort(404, description=f"Commit {commit} not found.")
+    return jsonify(bitbucket.commit_json(repo, found[0]))
+
+
+# What the app does not model answers as Bitbucket does for a repository that
+# has none of it: an empty page, never a 404 a client would take for an error.
+
+
+def empty_page() -> Response:
+    page, pagelen = bitbucket.page_args()
+    return jsonify(bitbucket.page_body([], page, pagelen, size=0, more=False))
+
+
+@route_get(f"{REPO}/forks")
+@require_scope("repository")
+def list_forks(workspace: str, repo_slug: str) -> Response:
+    repository_or_404(workspace, repo_slug)
+    return empty_page()
+
+
+@route_get(f"{REPO}/watchers")
+@require_scope("repository")
+def list_watchers(workspace: str, repo_slug: str) -> Response:
+    repository_or_404(workspace, repo_slug)
+    return empty_page()
+
+
+@route_get(f"{REPO}/downloads")
+@require_scope("repository")
+def list_downloads(workspace: str, repo_slug: str) -> Response:
+    repository_or_404(workspace, repo_slug)
+    return empty_page()
+
+
+@route_get("/snippets/<workspace>")
+@require_scope("account")
+def list_snippets(workspace: str) -> Response:
+    workspace_or_404(workspace)
+    return empty_page()
+
+
+@route_get("/avatars/<uuid>")
+def avatar(uuid: str) -> Response:
+    """A generated picture. Public and looked up nowhere: it is a function of
+    the uuid in its URL, so it tells nothing about what exists."""
+    digest = hashlib.sha256(uuid.encode()).hexdigest()
+    svg = AVATAR_SVG.format(colour=digest[:6])
+    return Response(svg, mimetype="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
+
+
+AVATAR_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64" viewBox="0 0 64 64">'
+    '<rect width="64" height="64" rx="8" fill="#{colour}"/></svg>'
+)
+
+
+# Pull request details
+
+
+@route_get(f"{REPO}/pullrequests/<int:pull_request_id>/commits")
+@require_scope("pullrequest")
+def list_pull_request_commits(workspace: str, repo_slug: str, pull_request_id: int) -> Response:
+    repo = repository_or_404(workspace, repo_slug)
+    pr = pull_request_or_404(repo, pull_request_id)
+    revisions = [f"refs/heads/{pr.source_branch}", f"^refs/heads/{pr.destination_branch}"]
+    if gitrepos.branch(git_path(repo), pr.source_branch) is None:
+        revisions = []  # nothing pushed yet: no commits
+    return commit_page(repo, revisions)
+
+
+@route_get(f"{REPO}/pullrequests/<int:pull_request_id>/diff")
+@require_scope("pullrequest")
+def pull_request_diff(workspace: str, repo_slug: str, pull_request_id: int) -> Response:
+    repo = repository_or_404(workspace, repo_slug)
+    pr = pull_request_or_404(repo, pull_request_id)
+    patch = gitrepos.diff(git_path(repo), pr.destination_branch, pr.source_branch)
+    return Response(patch + ("\n" if patch else ""), mimetype="text/plain")
+
+
+@route_get(f"{REPO}/pullrequests/<int:pull_request_id>/comments")
+@require_scope("pullrequest")
+def list_pull_request_comments(workspace: str, repo_slug: str, pull_request_id: int) -> Response:
+    pull_request_or_404(repository_or_404(workspace, repo_slug), pull_request_id)
+    return empty_page()
+
+
+@route_get(f"{REPO}/pullrequests/<int:pull_request_id>/activity")
+@require_scope("pullrequest")
+def list_pull_request_activity(workspace: str, repo_slug: str, pull_request_id: int) -> Response:
+    """Approvals are the activity the app records."""
+    pr = pull_request_or_404(repository_or_404(workspace, repo_slug), pull_request_id)
+    return jsonify(
+        bitbucket.paginate(
+            list(reversed(pr.approvals)),
+            lambda approval: {
+                "approval": {
+                    "date": bitbucket.iso(approval.approved_on),
+                    "user": bitbucket.user_ref(approval.approver),
+                },
+                "pull_request": {"type": "pullrequest", "id": pr.number, "title": pr.title},
+            },
+        )
+    )
+
+
+@route_post(f"{REPO}/pullrequests/<int:pull_request_id>/approve")
+@require_scope("pullrequest:write")
+def approve_pull_request(workspace: str, repo_slug: str, pull_request_id: int) -> Response:
+    pr = pull_request_or_404(repository_or_404(workspace, repo_slug), pull_request_id)
+    if pr.state != "OPEN":
+        invalid(f"You can't approve a pull request that is {pr.state.lower()}.")
+    approval = next((a for a in pr.approvals if a.approver == actor()), None)
+    if approval is None:
+        approval = Approval(pull_request=pr, approver=actor())
+        db.session.add(approval)
+        db.session.commit()
+    return jsonify(bitbucket.participant_json(approval))
+
+
+@route_delete(f"{REPO}/pullrequests/<int:pull_request_id>/approve")
+@require_scope("pullrequest:write")
+def unapprove_pull_request(workspace: str, repo_slug: str, pull_request_id: int) -> tuple[str, int]:
+    pr = pull_request_or_404(repository_or_404(workspace, repo_slug), pull_request_id)
+    for approval in pr.approvals:
+        if approval.approver == actor():
+            db.session.delete(approval)
+    db.session.commit()
+    return "", 204
+
+
+@route_post(f"{REPO}/pullrequests/<int:pull_request_id>/decline")
+@require_scope("pullrequest:write")
+def decline_pull_request(workspace: str, repo_slug: str, pull_request_id: int) -> Response:
+    pr = pull_request_or_404(repository_or_404(workspace, repo_slug), pull_request_id)
+    if pr.state != "OPEN":
+        invalid(f"You can't decline a pull request that is {pr.state.lower()}.")
+    pr.state = "DECLINED"
+    pr.closed_by = actor()
+    db.session.commit()
+    return jsonify(bitbucket.pull_request_json(pr))
+
+
+# Single pipelines and variables, where the client reads them back
+
+
+@route_get(f"{REPO}/pipelines/<uid>")
+@require_scope("pipeline")
+def get_pipeline(workspace: str, repo_slug: str, uid: str) -> Response:
+    repo = repository_or_404(workspace, repo_slug)
+    for pipeline in repo.pipelines:
+        if uid.strip("{}") == pipeline.uuid:
+            return jsonify(bitbucket.pipeline_json(pipeline))
+    abort(404, description="Pipeline not found.")
+
+
+def variable_or_404(repo: Repository, uid: str) -> PipelineVariable:
+    for variable in repo.variables:
+        if uid.strip("{}") == variable.uuid:
+            return variable
+    abort(404, description="Variable not found.")
+
+
+@route_get(f"{REPO}/pipelines_config/variables/<uid>")
+@require_scope("pipeline:variable")
+def get_variable(workspace: str, repo_slug: str, uid: str) -> Response:
+    variable = variable_or_404(repository_or_404(workspace, repo_slug), uid)
+    return jsonify(bitbucket.variable_json(variable))
+
+
+@route_delete(f"{REPO}/pipelines_config/variables/<uid>")
+@require_scope("pipeline:variable")
+def delete_variable(workspace: str, repo_slug: str, uid: str) -> tuple[str, int]:
+    variable = variable_or_404(repository_or_404(workspace, repo_slug), uid)
+    db.session.delete(variable)
+    db.session.commit()
     return "", 204

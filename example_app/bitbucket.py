@@ -6,12 +6,16 @@ A Bitbucket API client pointed at this app reads these unchanged.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from collections.abc import Sequence
 from datetime import datetime
 from datetime import timezone
 from typing import Any
 from typing import TypeVar
+from urllib.parse import urlencode
+from uuid import UUID
+from uuid import uuid5
 
 from flask import abort
 from flask import request
@@ -19,6 +23,11 @@ from flask import url_for
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from flask_accesstokens import AuthenticatedToken
+
+from . import gitrepos
+from .gitrepos import MAIN_BRANCH
+from .models import Approval
 from .models import Membership
 from .models import Pipeline
 from .models import PipelineVariable
@@ -34,6 +43,9 @@ T = TypeVar("T")
 API_PREFIX = "/2.0"
 DEFAULT_PAGELEN = 10
 MAX_PAGELEN = 100
+#: Bot users' uuids derive from their token's id, so one token is always the same user.
+BOT_NAMESPACE = UUID("5f0c2a55-8d53-4c1e-9a0b-7d1c2f6e9b41")
+_PAGE_NUMBER = re.compile(r"[0-9]{1,9}")
 
 
 def error_body(message: str, **extra: Any) -> dict[str, Any]:
@@ -60,34 +72,64 @@ def links(self_href: str, html_href: str | None = None, **extra: Any) -> dict[st
     return result
 
 
-def paginate(items: Sequence[T], serialize: Callable[[T], dict[str, Any]]) -> dict[str, Any]:
+def paginate(
+    items: Sequence[T], serialize: Callable[[T], dict[str, Any]], pagelen_max: int = MAX_PAGELEN
+) -> dict[str, Any]:
     """One page of ``items`` as ``values``, ``page``, ``pagelen``, ``size`` and ``next``."""
-    page = _positive_int_arg("page", 1)
-    pagelen = min(_positive_int_arg("pagelen", DEFAULT_PAGELEN), MAX_PAGELEN)
+    page, pagelen = page_args(pagelen_max)
     start = (page - 1) * pagelen
-    body: dict[str, Any] = {
-        "values": [serialize(item) for item in items[start : start + pagelen]],
-        "page": page,
-        "pagelen": pagelen,
-        "size": len(items),
-    }
-    if start + pagelen < len(items):
-        values: dict[str, Any] = {
-            **(request.view_args or {}),
-            **request.args.to_dict(),
-            "page": page + 1,
-            "pagelen": pagelen,
-        }
-        body["next"] = url_for(request.endpoint or "", _external=True, **values)
+    return page_body(
+        [serialize(item) for item in items[start : start + pagelen]],
+        page,
+        pagelen,
+        size=len(items),
+        more=start + pagelen < len(items),
+    )
+
+
+def page_args(pagelen_max: int = MAX_PAGELEN) -> tuple[int, int]:
+    """``page`` and ``pagelen`` from the query; 400 for anything but a plain number."""
+    page = _positive_int_arg("page", 1)
+    pagelen = min(_positive_int_arg("pagelen", DEFAULT_PAGELEN), pagelen_max)
+    return page, pagelen
+
+
+def page_body(
+    values: list[dict[str, Any]], page: int, pagelen: int, *, size: int | None, more: bool
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"values": values, "page": page, "pagelen": pagelen}
+    if size is not None:
+        body["size"] = size
+    if more:
+        body["next"] = next_page_url(page + 1, pagelen)
     return body
+
+
+def next_page_url(page: int, pagelen: int) -> str:
+    """This request's URL with ``page`` and ``pagelen`` replaced.
+
+    The path is built from the route's own arguments only, and the query is
+    copied as sent, never passed to ``url_for``: there a name like
+    ``workspace``, ``_external``, ``_anchor`` or ``_method`` would override the
+    route or change how the URL is built.
+    """
+    path = url_for(request.endpoint or "", _external=True, **(request.view_args or {}))
+    query = [
+        (name, value)
+        for name, value in request.args.items(multi=True)
+        if name not in ("page", "pagelen")
+    ]
+    query += [("page", str(page)), ("pagelen", str(pagelen))]
+    return f"{path}?{urlencode(query)}"
 
 
 def _positive_int_arg(name: str, default: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or int(raw) < 1:
-        abort(400, description=f"{name} must be a positive integer.")
+    # ASCII digits only: str.isdigit() accepts "²", which int() then refuses.
+    if not _PAGE_NUMBER.fullmatch(raw) or int(raw) < 1:
+        abort(400, description=f"{name} must be a positive integer below 10^9.")
     return int(raw)
 
 
@@ -96,25 +138,58 @@ def user_ref(display_name: str) -> dict[str, Any]:
     return {"type": "user", "display_name": display_name}
 
 
+def href(endpoint: str, **values: Any) -> dict[str, str]:
+    return {"href": url_for(endpoint, _external=True, **values)}
+
+
+def avatar(uuid: str) -> dict[str, str]:
+    return href("api.avatar", uuid=uuid)
+
+
+def bot_user_json(token: AuthenticatedToken) -> dict[str, Any]:
+    """The identity an access token acts as: Bitbucket gives each token its own
+    bot user, named after the token, that is nobody's personal account."""
+    uuid = str(uuid5(BOT_NAMESPACE, token.id))
+    return {
+        "type": "user",
+        "uuid": braced(uuid),
+        "display_name": token.name,
+        "nickname": token.name,
+        "account_status": "active",
+        "is_staff": False,
+        "has_2fa_enabled": None,
+        "created_on": None,
+        "links": {"self": href("api.current_user"), "avatar": avatar(uuid)},
+    }
+
+
 def workspace_ref(workspace: Workspace) -> dict[str, Any]:
     return {
         "type": "workspace",
         "uuid": braced(workspace.uuid),
         "slug": workspace.slug,
         "name": workspace.name,
-        "links": links(
-            url_for("api.get_workspace", workspace=workspace.slug, _external=True),
-            url_for("pages.workspace", workspace=workspace.slug, _external=True),
-        ),
+        "links": {
+            "self": href("api.get_workspace", workspace=workspace.slug),
+            "html": href("pages.workspace", workspace=workspace.slug),
+            "avatar": avatar(workspace.uuid),
+        },
     }
 
 
 def workspace_json(workspace: Workspace) -> dict[str, Any]:
-    return {
-        **workspace_ref(workspace),
-        "is_private": True,
-        "created_on": iso(workspace.created_on),
-    }
+    """With every link Bitbucket gives a workspace: clients follow ``projects``,
+    ``repositories`` and ``members`` rather than build those URLs."""
+    body = workspace_ref(workspace)
+    slug = workspace.slug
+    body["links"].update(
+        members=href("api.list_members", workspace=slug),
+        owners=href("api.list_members", workspace=slug, q='permission="owner"'),
+        projects=href("api.list_projects", workspace=slug),
+        repositories=href("api.list_repositories", workspace=slug),
+        snippets=href("api.list_snippets", workspace=slug),
+    )
+    return {**body, "is_private": True, "created_on": iso(workspace.created_on)}
 
 
 def project_ref(project: Project) -> dict[str, Any]:
@@ -124,10 +199,11 @@ def project_ref(project: Project) -> dict[str, Any]:
         "uuid": braced(project.uuid),
         "key": project.key,
         "name": project.name,
-        "links": links(
-            url_for("api.get_project", workspace=ws, project_key=project.key, _external=True),
-            url_for("pages.project", workspace=ws, project_key=project.key, _external=True),
-        ),
+        "links": {
+            "self": href("api.get_project", workspace=ws, project_key=project.key),
+            "html": href("pages.project", workspace=ws, project_key=project.key),
+            "avatar": avatar(project.uuid),
+        },
     }
 
 
@@ -151,10 +227,11 @@ def repository_ref(repo: Repository) -> dict[str, Any]:
         "slug": repo.slug,
         "name": repo.name,
         "full_name": repo.full_name,
-        "links": links(
-            url_for("api.get_repository", workspace=ws, repo_slug=repo.slug, _external=True),
-            url_for("pages.repository", workspace=ws, repo_slug=repo.slug, _external=True),
-        ),
+        "links": {
+            "self": href("api.get_repository", workspace=ws, repo_slug=repo.slug),
+            "html": href("pages.repository", workspace=ws, repo_slug=repo.slug),
+            "avatar": avatar(repo.uuid),
+        },
     }
 
 
@@ -164,13 +241,25 @@ def clone_url(repo: Repository) -> str:
 
 def repository_json(repo: Repository) -> dict[str, Any]:
     body = repository_ref(repo)
-    body["links"]["clone"] = [{"name": "https", "href": clone_url(repo)}]
+    where = {"workspace": repo.workspace.slug, "repo_slug": repo.slug}
+    body["links"].update(
+        pullrequests=href("api.list_pull_requests", **where),
+        commits=href("api.list_commits", **where),
+        forks=href("api.list_forks", **where),
+        watchers=href("api.list_watchers", **where),
+        downloads=href("api.list_downloads", **where),
+        hooks=href("api.list_hooks", **where),
+        clone=[{"name": "https", "href": clone_url(repo)}],
+    )
     return {
         **body,
         "description": repo.description,
         "is_private": repo.is_private,
         "scm": "git",
-        "mainbranch": {"type": "branch", "name": "main"},
+        "fork_policy": "no_public_forks",
+        "has_issues": False,
+        "has_wiki": False,
+        "mainbranch": {"type": "branch", "name": MAIN_BRANCH},
         "project": project_ref(repo.project),
         "workspace": workspace_ref(repo.workspace),
         "owner": workspace_ref(repo.workspace),
@@ -179,9 +268,25 @@ def repository_json(repo: Repository) -> dict[str, Any]:
     }
 
 
+def pull_request_endpoint(repo: Repository, branch_name: str) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "branch": {"name": branch_name},
+        "commit": None,
+        "repository": repository_ref(repo),
+    }
+    head = gitrepos.branch(gitrepos.repository_path(repo.workspace.slug, repo.slug), branch_name)
+    if head is not None:
+        body["commit"] = {"type": "commit", "hash": head.target.hash}
+    return body
+
+
 def pull_request_json(pr: PullRequest) -> dict[str, Any]:
     repo = pr.repository
-    ws = repo.workspace.slug
+    where = {
+        "workspace": repo.workspace.slug,
+        "repo_slug": repo.slug,
+        "pull_request_id": pr.number,
+    }
     return {
         "type": "pullrequest",
         "id": pr.number,
@@ -190,29 +295,80 @@ def pull_request_json(pr: PullRequest) -> dict[str, Any]:
         "state": pr.state,
         "author": user_ref(pr.author),
         "closed_by": user_ref(pr.closed_by) if pr.closed_by else None,
-        "source": {"branch": {"name": pr.source_branch}, "repository": repository_ref(repo)},
-        "destination": {
-            "branch": {"name": pr.destination_branch},
-            "repository": repository_ref(repo),
-        },
+        "source": pull_request_endpoint(repo, pr.source_branch),
+        "destination": pull_request_endpoint(repo, pr.destination_branch),
+        "close_source_branch": False,
+        "comment_count": 0,
+        "task_count": 0,
+        "reason": "",
+        "participants": [participant_json(approval) for approval in pr.approvals],
+        "reviewers": [],
         "created_on": iso(pr.created_on),
         "updated_on": iso(pr.updated_on),
-        "links": links(
-            url_for(
-                "api.get_pull_request",
-                workspace=ws,
-                repo_slug=repo.slug,
-                pull_request_id=pr.number,
-                _external=True,
-            ),
-            url_for(
-                "pages.pull_request",
-                workspace=ws,
-                repo_slug=repo.slug,
-                pull_request_id=pr.number,
-                _external=True,
-            ),
-        ),
+        "links": {
+            "self": href("api.get_pull_request", **where),
+            "html": href("pages.pull_request", **where),
+            "commits": href("api.list_pull_request_commits", **where),
+            "approve": href("api.approve_pull_request", **where),
+            "diff": href("api.pull_request_diff", **where),
+            "comments": href("api.list_pull_request_comments", **where),
+            "activity": href("api.list_pull_request_activity", **where),
+            "merge": href("api.merge_pull_request", **where),
+            "decline": href("api.decline_pull_request", **where),
+        },
+    }
+
+
+def participant_json(approval: Approval) -> dict[str, Any]:
+    return {
+        "type": "participant",
+        "user": user_ref(approval.approver),
+        "role": "PARTICIPANT",
+        "approved": True,
+        "state": "approved",
+        "participated_on": iso(approval.approved_on),
+    }
+
+
+def commit_json(repo: Repository, commit: gitrepos.GitCommit) -> dict[str, Any]:
+    where = {"workspace": repo.workspace.slug, "repo_slug": repo.slug}
+    return {
+        "type": "commit",
+        "hash": commit.hash,
+        "date": iso(commit.date),
+        "message": commit.message,
+        "summary": {"raw": commit.message, "markup": "markdown", "html": ""},
+        "author": {
+            "type": "author",
+            "raw": f"{commit.author_name} <{commit.author_email}>",
+            "user": None,
+        },
+        "parents": [
+            {
+                "type": "commit",
+                "hash": parent,
+                "links": {"self": href("api.get_commit", **where, commit=parent)},
+            }
+            for parent in commit.parents
+        ],
+        "repository": repository_ref(repo),
+        "links": {"self": href("api.get_commit", **where, commit=commit.hash)},
+    }
+
+
+def branch_json(repo: Repository, branch: gitrepos.GitBranch) -> dict[str, Any]:
+    where = {"workspace": repo.workspace.slug, "repo_slug": repo.slug}
+    return {
+        "type": "branch",
+        "name": branch.name,
+        "target": commit_json(repo, branch.target),
+        "merge_strategies": ["merge_commit", "squash", "fast_forward"],
+        "default_merge_strategy": "merge_commit",
+        "links": {
+            "self": href("api.get_branch", **where, name=branch.name),
+            "commits": href("api.list_commits_of", **where, revision=branch.name),
+            "html": href("pages.repository", **where),
+        },
     }
 
 

@@ -7,12 +7,15 @@ test that replays them cannot drift apart.
 
 from __future__ import annotations
 
+import errno
 import shlex
 import shutil
+import socket
 import sys
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timezone
+from pathlib import Path
 
 import click
 from flask import current_app
@@ -110,6 +113,35 @@ def python_command() -> str:
     return "python" if shutil.which("python") == sys.executable else shlex.quote(sys.executable)
 
 
+def checkout_folder() -> str:
+    """The folder ``python -m example_app`` imports this app from."""
+    return str(Path(__file__).resolve().parent.parent)
+
+
+def revoke_command(token_id: str) -> str:
+    """A line that works from wherever the user pastes it: it goes to the
+    checkout first, where ``-m example_app`` finds the app and its instance folder."""
+    return (
+        f"cd {shlex.quote(checkout_folder())} && "
+        f"{python_command()} -m example_app access-tokens revoke {token_id}"
+    )
+
+
+def port_in_use(port: int) -> bool:
+    """Whether something already listens on ``HOST:port``. Bound the way the
+    server will bind it (address reuse on), so a port that only lingers in
+    TIME_WAIT after a previous demo counts as free."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError as error:
+            if error.errno in (errno.EADDRINUSE, errno.EACCES):
+                return True
+            raise
+    return False
+
+
 def curl(base_url: str, step: Step) -> str:
     header = f"Authorization: Bearer {step.token}"
     return f"# {step.explanation}\ncurl -i -H '{header}' {base_url}{step.path}"
@@ -135,7 +167,7 @@ def instructions(base_url: str, demo: DemoTokens) -> str:
         "",
         *(curl(base_url, step) + "\n" for step in before),
         "# revoke the repository token...",
-        f"{python_command()} -m example_app access-tokens revoke {demo.repository.token.id}",
+        revoke_command(demo.repository.token.id),
         "",
         *(curl(base_url, step) + "\n" for step in after),
     ]
@@ -147,10 +179,23 @@ def serve(app: object, port: int) -> None:
 
 
 @click.command("demo")
-@click.option("--port", default=5000, show_default=True, help="Port on 127.0.0.1.")
+@click.option(
+    "--port",
+    default=5000,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port on 127.0.0.1.",
+)
 @with_appcontext
 def demo_command(port: int) -> None:
     """Seed the demo data, mint a token of each type, print how to try them, and serve."""
+    # Checked first: credentials and curl lines for a port another program
+    # answers on would send the user's requests there.
+    if port_in_use(port):
+        raise click.ClickException(
+            f"Port {port} on {HOST} is already in use by another program. "
+            f"Choose a free one with --port, e.g. --port {port + 1 if port < 65535 else 5001}."
+        )
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     seed_demo()
     click.echo(instructions(f"http://{HOST}:{port}", create_demo_tokens()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect  # type: ignore[import-untyped]
 from sqlalchemy.orm import DeclarativeBase
 
 from flask_accesstokens import AccessTokens
@@ -16,6 +17,9 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 tokens = AccessTokens()
+#: The one CSRF mechanism of the app's HTML forms; the JSON APIs and git are
+#: exempted in ``create_app``, as they never read a cookie-authenticated form.
+csrf = CSRFProtect()
 
 # Models subclass ``Model``: it is ``db.Model`` at run time, and a class mypy can see.
 if TYPE_CHECKING:

@@ -9,17 +9,21 @@ from typing import Any
 
 from flask import Flask
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
 
-from . import access  # noqa: F401  (registers the extension's loaders)
 from . import api
 from . import auth
 from . import bitbucket
 from . import git_http
 from . import pages
 from . import settings
+from .access import register_token_callbacks
 from .demo import demo_command
+from .extensions import csrf
 from .extensions import db
 from .extensions import tokens
+from .git_http import GIT_MAX_FETCH_REQUEST
+from .git_http import GIT_MAX_PUSH_REQUEST
 from .seed import seed_demo_command
 
 
@@ -35,6 +39,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         ACCESSTOKENS_API_URL_PREFIX="/2.0",
         ACCESSTOKENS_ADMIN_URL_PREFIX="/admin",
+        GIT_MAX_FETCH_REQUEST=GIT_MAX_FETCH_REQUEST,
+        GIT_MAX_PUSH_REQUEST=GIT_MAX_PUSH_REQUEST,
     )
     app.config.from_prefixed_env()
     if config:
@@ -48,19 +54,47 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     db.init_app(app)
     tokens.init_app(app, db=db)
+    register_token_callbacks(tokens)
     app.register_blueprint(auth.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(git_http.bp)
     app.register_blueprint(settings.bp)
     app.register_blueprint(pages.bp)
     app.register_error_handler(HTTPException, bitbucket.handle_http_error)
-    app.jinja_env.globals.update(current_user=auth.current_user, csrf_token=auth.csrf_token)
+    app.jinja_env.globals.update(current_user=auth.current_user)
+    app.after_request(refuse_framing)
+
+    # Before CSRFProtect's own check, which runs in registration order.
+    app.before_request(auth.refuse_access_tokens)
+    csrf.init_app(app)
+    # Not cookie-authenticated forms: the 2.0 API and git take tokens, and the
+    # extension's JSON API accepts only JSON bodies, which a cross-site form
+    # cannot send (a browser would ask CORS first).
+    csrf.exempt(api.bp)
+    csrf.exempt(git_http.bp)
+    if "accesstokens_api" in app.blueprints:
+        csrf.exempt(app.blueprints["accesstokens_api"])
+
     app.cli.add_command(seed_demo_command)
     app.cli.add_command(demo_command)
 
     with app.app_context():
         db.create_all()
     return app
+
+
+def refuse_framing(response: Response) -> Response:
+    """No other site may frame a page of this app: a one-click delete form in
+    a hidden frame is a clickjacking target. Same-site frames stay allowed, as
+    the extension's admin pages allow them (``SAMEORIGIN``)."""
+    if response.mimetype == "text/html":
+        response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+        policy = response.headers.get("Content-Security-Policy")
+        if policy is None:
+            response.headers["Content-Security-Policy"] = "frame-ancestors 'self'"
+        elif "frame-ancestors" not in policy:
+            response.headers["Content-Security-Policy"] = f"{policy}; frame-ancestors 'self'"
+    return response
 
 
 def instance_secret_key(instance_path: str) -> str:

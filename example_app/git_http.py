@@ -5,12 +5,19 @@
 Fetching needs ``repository``; pushing needs ``repository:write``. The scope is
 checked before http-backend is started, on the ref advertisement and on the
 pack upload alike, so a refused push never writes an object.
+
+http-backend is handed exactly the service that was authorized, and nothing
+it could read differently: the query string is rebuilt from the one validated
+``service`` value (a repeated parameter is refused: Flask reads the first value,
+git the last), and the other service is switched off in git's own config.
+Request bodies are bounded before they are spooled: fetch negotiation is small
+(``GIT_MAX_FETCH_REQUEST``), pushes may be large (``GIT_MAX_PUSH_REQUEST``).
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
+import re
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -20,7 +27,9 @@ from flask import abort
 from flask import Blueprint
 from flask import current_app
 from flask import request
+from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import Forbidden
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.exceptions import Unauthorized
 from werkzeug.wrappers import Response
 
@@ -37,15 +46,31 @@ FETCH = "git-upload-pack"
 PUSH = "git-receive-pack"
 REALM = "Git repositories"
 CHUNK = 64 * 1024
+#: Defaults of the app's config keys of the same name (bytes on the wire).
+GIT_MAX_FETCH_REQUEST = 4 * 1024 * 1024
+GIT_MAX_PUSH_REQUEST = 1024 * 1024 * 1024
+
+#: A workspace or repository name as it may appear in a path on disk.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 def requested_service(git_path: str) -> str:
-    """Which service a smart HTTP request is for; anything else (dumb HTTP) is 404."""
-    if git_path == "info/refs" and request.method == "GET":
-        service = request.args.get("service")
+    """Which service a smart HTTP request is for; anything else (dumb HTTP) is 404.
+
+    The ref advertisement must name its service exactly once and nothing else:
+    with two ``service`` values, or a parameter git reads but we don't, the
+    request is ambiguous and refused.
+    """
+    if git_path == "info/refs" and request.method == "GET" and request.query_string:
+        args: MultiDict[str, str] = request.args
+        if list(args.keys()) != ["service"] or len(args.getlist("service")) != 1:
+            abort(400, description="Expected exactly one query parameter: service.")
+        service = args["service"]
         if service in (FETCH, PUSH):
             return service
     elif git_path in (FETCH, PUSH) and request.method == "POST":
+        if request.query_string:
+            abort(400, description="git's service requests take no query parameters.")
         return git_path
     abort(404)
 
@@ -63,6 +88,8 @@ def challenge(message: str) -> Response:
 
 @bp.route("/<workspace>/<repo_slug>.git/<path:git_path>", methods=["GET", "POST"])
 def smart_http(workspace: str, repo_slug: str, git_path: str) -> Response:
+    if not (NAME.fullmatch(workspace) and NAME.fullmatch(repo_slug)):
+        abort(404)
     service = requested_service(git_path)
     scope = "repository:write" if service == PUSH else "repository"
     try:
@@ -75,19 +102,41 @@ def smart_http(workspace: str, repo_slug: str, git_path: str) -> Response:
     path = repository_path(workspace, repo_slug)
     if find_repository(workspace, repo_slug) is None or not (path / "HEAD").is_file():
         abort(404)
-    return run_http_backend(f"/{workspace}/{repo_slug}.git/{git_path}", remote_user=token.name)
+    return run_http_backend(
+        f"/{workspace}/{repo_slug}.git/{git_path}", service, remote_user=token.name
+    )
 
 
-def cgi_environment(path_info: str, remote_user: str, content_length: int) -> dict[str, str]:
+# The URL to clone a repository, for url_for: it is served by smart_http.
+bp.add_url_rule("/<workspace>/<repo_slug>.git", endpoint="clone", build_only=True)
+
+
+def only_service(service: str) -> dict[str, str]:
+    """git config, through the environment, that turns the other service off,
+    so http-backend cannot serve what was not authorized whatever it reads."""
+    other = "receivepack" if service == FETCH else "uploadpack"
+    return {
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": f"http.{other}",
+        "GIT_CONFIG_VALUE_0": "false",
+    }
+
+
+def cgi_environment(
+    path_info: str, service: str, remote_user: str, content_length: int
+) -> dict[str, str]:
+    # Rebuilt, never copied: git reads the last of repeated parameters.
+    query = f"service={service}" if path_info.endswith("/info/refs") else ""
     env = {
         **git_env(),
+        **only_service(service),
         "GIT_PROJECT_ROOT": str(git_root()),
         "GIT_HTTP_EXPORT_ALL": "1",
         "GATEWAY_INTERFACE": "CGI/1.1",
         "SERVER_PROTOCOL": request.environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
         "REQUEST_METHOD": request.method,
         "PATH_INFO": path_info,
-        "QUERY_STRING": request.query_string.decode("latin-1"),
+        "QUERY_STRING": query,
         "CONTENT_TYPE": request.headers.get("Content-Type", ""),
         "CONTENT_LENGTH": str(content_length),
         # http-backend only enables receive-pack for an authenticated user.
@@ -100,12 +149,43 @@ def cgi_environment(path_info: str, remote_user: str, content_length: int) -> di
     return env
 
 
-def run_http_backend(path_info: str, remote_user: str) -> Response:
+def body_limit(service: str) -> int:
+    key = "GIT_MAX_PUSH_REQUEST" if service == PUSH else "GIT_MAX_FETCH_REQUEST"
+    default = GIT_MAX_PUSH_REQUEST if service == PUSH else GIT_MAX_FETCH_REQUEST
+    return int(current_app.config.get(key, default))
+
+
+def spool_body(limit: int) -> IO[bytes]:
+    """The request body in a temporary file, or 413 once it passes ``limit``.
+
+    A declared length over the limit is refused before a byte is read; a
+    chunked body is read only up to one byte past it.
+    """
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise RequestEntityTooLarge(f"A request to this service may carry at most {limit} bytes.")
+    body = tempfile.TemporaryFile()
+    size = 0
+    try:
+        while chunk := request.stream.read(min(CHUNK, limit + 1 - size)):
+            size += len(chunk)
+            if size > limit:
+                raise RequestEntityTooLarge(
+                    f"A request to this service may carry at most {limit} bytes."
+                )
+            body.write(chunk)
+    except BaseException:
+        body.close()
+        raise
+    body.seek(0)
+    return body
+
+
+def run_http_backend(path_info: str, service: str, remote_user: str) -> Response:
     # The body is spooled to a file first: git may send it chunked, and a file
     # as stdin cannot deadlock against http-backend's output.
-    body = tempfile.TemporaryFile()
-    shutil.copyfileobj(request.stream, body, CHUNK)
-    length = body.tell()
+    body = spool_body(body_limit(service))
+    length = body.seek(0, 2)
     body.seek(0)
     errors = tempfile.TemporaryFile()
     with body:
@@ -114,7 +194,7 @@ def run_http_backend(path_info: str, remote_user: str) -> Response:
             stdin=body,
             stdout=subprocess.PIPE,
             stderr=errors,
-            env=cgi_environment(path_info, remote_user, length),
+            env=cgi_environment(path_info, service, remote_user, length),
             cwd=git_root(),
         )
     assert process.stdout is not None

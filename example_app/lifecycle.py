@@ -55,7 +55,8 @@ def delete_repository(repo: Repository, actor: str | None = None) -> None:
 
 
 def delete_project(project: Project, actor: str | None = None) -> None:
-    """Its repositories go with it, and so do their tokens."""
+    """Its repositories go with it, and so do their tokens: revoking a
+    project's tokens takes only the project tokens, so each repository's too."""
     workspace, key = project.workspace.slug, project.key
     slugs = [repo.slug for repo in project.repositories]
     tokens.revoke_resource_tokens(workspace=workspace, project=key, revoked_by=actor)
@@ -68,15 +69,12 @@ def delete_project(project: Project, actor: str | None = None) -> None:
 
 
 def delete_workspace(workspace: Workspace, actor: str | None = None) -> None:
+    """One call is enough: revoking a workspace's tokens takes every token in
+    it, its project and repository tokens included."""
     slug = workspace.slug
-    projects = [(p.key, [r.slug for r in p.repositories]) for p in workspace.projects]
+    repos = [repo.slug for project in workspace.projects for repo in project.repositories]
     tokens.revoke_resource_tokens(workspace=slug, revoked_by=actor)
-    for key, repos in projects:
-        tokens.revoke_resource_tokens(workspace=slug, project=key, revoked_by=actor)
-        for repo in repos:
-            tokens.revoke_resource_tokens(workspace=slug, repository=repo, revoked_by=actor)
     db.session.delete(workspace)
     db.session.commit()
-    for _, repos in projects:
-        for repo in repos:
-            remove(repository_path(slug, repo))
+    for repo in repos:
+        remove(repository_path(slug, repo))

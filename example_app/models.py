@@ -168,6 +168,23 @@ class PullRequest(Model):
     )
 
     repository: Mapped[Repository] = relationship(back_populates="pull_requests")
+    approvals: Mapped[list[Approval]] = relationship(
+        back_populates="pull_request", cascade="all, delete-orphan", order_by="Approval.id"
+    )
+
+
+class Approval(Model):
+    """One approval of a pull request, by a token's bot user (named as its author)."""
+
+    __tablename__ = "pull_request_approvals"
+    __table_args__ = (UniqueConstraint("pull_request_id", "approver"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pull_request_id: Mapped[int] = mapped_column(ForeignKey("pull_requests.id"))
+    approver: Mapped[str] = mapped_column(String(255))
+    approved_on: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    pull_request: Mapped[PullRequest] = relationship(back_populates="approvals")
 
 
 class Webhook(Model):

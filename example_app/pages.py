@@ -5,10 +5,11 @@ from __future__ import annotations
 from flask import abort
 from flask import Blueprint
 from flask import render_template
+from flask import url_for
+from werkzeug.wrappers import Response
 
 from .auth import current_user
 from .auth import login_required
-from .bitbucket import clone_url
 from .models import find_project
 from .models import find_repository
 from .models import find_workspace
@@ -28,6 +29,13 @@ def visible_workspace(workspace: str) -> tuple[Workspace, str]:
     if found is None or role is None:
         abort(404)
     return found, role
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    """No icon (the pages say so with ``rel=icon href=data:,``); answered here so
+    the request does not fall through to ``/<workspace>/`` and its redirect."""
+    return Response(status=204, headers={"Cache-Control": "public, max-age=86400"})
 
 
 @bp.get("/")
@@ -63,7 +71,8 @@ def repository(workspace: str, repo_slug: str) -> str:
     found: Repository | None = find_repository(workspace, repo_slug)
     if found is None:
         abort(404)
-    return render_template("repository.html", repo=found, role=role, clone_url=clone_url(found))
+    clone_url = url_for("git.clone", workspace=workspace, repo_slug=found.slug, _external=True)
+    return render_template("repository.html", repo=found, role=role, clone_url=clone_url)
 
 
 @bp.get("/<workspace>/<repo_slug>/pull-requests/<int:pull_request_id>")

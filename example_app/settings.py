@@ -1,21 +1,25 @@
 """Settings pages of a repository, project and workspace, for workspace admins.
 
-Each embeds the extension's access-token admin page for its resource. Project
-and workspace tokens are offered on premium workspaces only.
+Each links to the extension's access-token admin pages for its resource, which
+render inside this app's layout through the documented template override
+(``templates/accesstokens/base.html``). Project and workspace tokens are
+offered on premium workspaces only.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import abort
 from flask import Blueprint
-from flask import current_app
 from flask import flash
 from flask import redirect
 from flask import render_template
 from flask import url_for
 from werkzeug.wrappers import Response
 
-from .auth import check_csrf
+from flask_accesstokens import Resource
+
 from .auth import current_user
 from .auth import login_required
 from .lifecycle import delete_project
@@ -65,10 +69,25 @@ def signed_in_name() -> str | None:
     return user.username if user is not None else None
 
 
-def tokens_page(path: str) -> str:
-    """The URL of the extension's admin page for a resource."""
-    prefix = current_app.config.get("ACCESSTOKENS_ADMIN_URL_PREFIX") or ""
-    return f"{prefix.rstrip('/')}{path}/access-tokens"
+def tokens_page(workspace: str, **resource: Any) -> str:
+    """The extension's admin page for a resource: ``repo_slug=`` or
+    ``project_key=`` picks the repository or project page, neither the workspace's."""
+    return url_for("accesstokens_admin.list_tokens", workspace=workspace, **resource)
+
+
+@bp.app_template_global()
+def settings_url(resource: Resource) -> str:
+    """The settings page of the resource an access-token page is about, for
+    the way back from the extension's pages."""
+    if resource.type == "repository" and resource.repository is not None:
+        return url_for(
+            "settings.repository", workspace=resource.workspace, repo_slug=resource.repository
+        )
+    if resource.type == "project" and resource.project is not None:
+        return url_for(
+            "settings.project", workspace=resource.workspace, project_key=resource.project
+        )
+    return url_for("settings.workspace", workspace=resource.workspace)
 
 
 @bp.get("/<workspace>/<repo_slug>/admin")
@@ -79,7 +98,7 @@ def repository(workspace: str, repo_slug: str) -> str:
         "settings.html",
         kind="repository",
         title=repo.full_name,
-        tokens_url=tokens_page(f"/repositories/{workspace}/{repo_slug}"),
+        tokens_url=tokens_page(workspace, repo_slug=repo_slug),
         delete_url=url_for(".delete_repository_form", workspace=workspace, repo_slug=repo_slug),
         workspace=repo.workspace,
     )
@@ -88,7 +107,6 @@ def repository(workspace: str, repo_slug: str) -> str:
 @bp.post("/<workspace>/<repo_slug>/admin/delete")
 @login_required
 def delete_repository_form(workspace: str, repo_slug: str) -> Response:
-    check_csrf()
     delete_repository(admin_repository(workspace, repo_slug), signed_in_name())
     flash(f"Deleted {workspace}/{repo_slug}; its access tokens were revoked.")
     return redirect(url_for("pages.workspace", workspace=workspace))
@@ -102,7 +120,7 @@ def project(workspace: str, project_key: str) -> str:
         "settings.html",
         kind="project",
         title=f"{workspace} / {found.name} ({found.key})",
-        tokens_url=tokens_page(f"/workspaces/{workspace}/projects/{project_key}"),
+        tokens_url=tokens_page(workspace, project_key=project_key),
         delete_url=url_for(".delete_project_form", workspace=workspace, project_key=project_key),
         workspace=found.workspace,
     )
@@ -111,7 +129,6 @@ def project(workspace: str, project_key: str) -> str:
 @bp.post("/<workspace>/workspace/projects/<project_key>/settings/delete")
 @login_required
 def delete_project_form(workspace: str, project_key: str) -> Response:
-    check_csrf()
     delete_project(admin_project(workspace, project_key), signed_in_name())
     flash(f"Deleted project {project_key} and its repositories; their access tokens were revoked.")
     return redirect(url_for("pages.workspace", workspace=workspace))
@@ -125,7 +142,7 @@ def workspace(workspace: str) -> str:
         "settings.html",
         kind="workspace",
         title=found.name,
-        tokens_url=tokens_page(f"/workspaces/{workspace}"),
+        tokens_url=tokens_page(workspace),
         delete_url=url_for(".delete_workspace_form", workspace=workspace),
         workspace=found,
     )
@@ -134,7 +151,6 @@ def workspace(workspace: str) -> str:
 @bp.post("/<workspace>/workspace/settings/delete")
 @login_required
 def delete_workspace_form(workspace: str) -> Response:
-    check_csrf()
     delete_workspace(admin_workspace(workspace), signed_in_name())
     flash(f"Deleted workspace {workspace}; every access token in it was revoked.")
     return redirect(url_for("pages.home"))

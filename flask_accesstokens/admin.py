@@ -37,16 +37,23 @@ from flask import url_for
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from .credentials import carries_token
-from .credentials import query_is_utf8
-from .extension import AccessTokens
+from .errors import PlanRestriction
+from .errors import TokenConflict
+from .errors import TokenValidationError
+from .errors import UnknownResource
 from .models import AccessToken
 from .models import utcnow
 from .resources import Resource
 from .scopes import TOKEN_TYPES
-from .store import STATES
-from .store import TokenStore
-from .store import TokenValidationError
+from .service import resource_of
+from .service import STATES
+from .service import TokenService
+from .state import app_state
+from .web import refuse_tokens_and_bad_queries
+from .web import require_manager
+from .web import resource_args
+from .web import resource_from_view_args
+from .web import RESOURCE_RULES
 
 try:
     from flask_wtf.csrf import generate_csrf  # type: ignore[import-untyped]
@@ -77,19 +84,13 @@ FORM_IDS_KEY = "_accesstokens_form_ids"
 FORM_IDS_KEPT = 10
 PAGELEN = 50
 
-_RESOURCE_RULES = (
-    "/repositories/<workspace>/<repo_slug>/access-tokens",
-    "/workspaces/<workspace>/projects/<project_key>/access-tokens",
-    "/workspaces/<workspace>/access-tokens",
-)
-
 
 def _resource_route(suffix: str, methods: list[str]) -> Callable[[F], F]:
     """Serve one view at the same place under all three resource URLs."""
 
     def decorator(view: F) -> F:
-        for rule in _RESOURCE_RULES:
-            blueprint.add_url_rule(rule + suffix, view_func=view, methods=methods)
+        for _, rule in RESOURCE_RULES:
+            blueprint.add_url_rule(f"{rule}/access-tokens{suffix}", view_func=view, methods=methods)
         return view
 
     return decorator
@@ -100,11 +101,9 @@ def _resource_route(suffix: str, methods: list[str]) -> Callable[[F], F]:
 
 @blueprint.before_request
 def _refuse_tokens() -> None:
-    """Tokens never manage tokens, whatever the manager loader would say."""
-    if carries_token(request):
-        abort(403, "Access tokens cannot be used to manage access tokens. Sign in instead.")
-    if not query_is_utf8(request):
-        abort(400, "The query string is not valid UTF-8.")
+    refuse_tokens_and_bad_queries(
+        "Access tokens cannot be used to manage access tokens. Sign in instead."
+    )
 
 
 @blueprint.after_request
@@ -115,36 +114,26 @@ def _frame_same_site_only(response: Response) -> Response:
     return response
 
 
-def _extension() -> AccessTokens:
-    return current_app.extensions["accesstokens"]  # type: ignore[no-any-return]
+def _service() -> TokenService:
+    return TokenService.of(current_app)
 
 
-def _store() -> TokenStore:
-    return AccessTokens.state().store
-
-
-def _manager(resource: Resource) -> str:
-    user = _extension().manager_of(resource)
-    if user is None:
-        abort(403, f"You don't have permission to manage the access tokens of {resource}.")
-    return user
-
-
-def _resource(workspace: str, project_key: str | None, repo_slug: str | None) -> Resource:
-    return Resource.of(workspace, project_key, repo_slug)
+def _managed() -> tuple[Resource, str]:
+    resource = resource_from_view_args(request.view_args)
+    return resource, require_manager(resource)
 
 
 def _token_of(resource: Resource, token_id: str) -> AccessToken:
     """The token, if it is bound to exactly this resource; 404 otherwise, so
     ids of other resources' tokens look like ids that do not exist."""
-    token = _store().get(token_id)
-    if token is None or _resource_of(token) != resource:
+    token = _service().get_on(resource, token_id)
+    if token is None:
         abort(404, "There is no such access token here.")
     return token
 
 
 def _plan_refusal(resource: Resource) -> str | None:
-    return _extension().plan_refusal(resource)
+    return _service().plan_refusal(resource)
 
 
 def _check_csrf() -> None:
@@ -204,27 +193,14 @@ def _error_page(error: HTTPException) -> tuple[str, int]:
 # -- helpers for templates ---------------------------------------------------
 
 
-def _resource_of(token: AccessToken) -> Resource:
-    return Resource(token.type, token.workspace, token.project, token.repository)
-
-
-def _resource_args(resource: Resource) -> dict[str, str]:
-    args = {"workspace": resource.workspace}
-    if resource.project is not None:
-        args["project_key"] = resource.project
-    if resource.repository is not None:
-        args["repo_slug"] = resource.repository
-    return args
-
-
 def resource_url(endpoint: str, resource: Resource, **values: Any) -> str:
     """The URL of an admin page of ``resource``."""
-    return url_for(f"{blueprint.name}.{endpoint}", **{**_resource_args(resource), **values})
+    return url_for(f"{blueprint.name}.{endpoint}", **{**values, **resource_args(resource)})
 
 
 def token_url(endpoint: str, token: AccessToken, **values: Any) -> str:
     """The URL of an admin page of one token, under its own resource."""
-    return resource_url(endpoint, _resource_of(token), token_id=token.id, **values)
+    return resource_url(endpoint, resource_of(token), token_id=token.id, **values)
 
 
 def format_time(value: datetime | None, empty: str = "Never") -> str:
@@ -234,13 +210,13 @@ def format_time(value: datetime | None, empty: str = "Never") -> str:
 
 
 def scope_labels(names: Any) -> list[str]:
-    catalog = _extension().scopes
+    catalog = app_state().catalog
     return [catalog.scopes[n].label if n in catalog else n for n in names]
 
 
 def implied_labels(names: Any) -> list[str]:
     """Labels of what ``names`` imply beyond themselves."""
-    return sorted(scope_labels(_extension().scopes.implied_by(names)))
+    return sorted(scope_labels(app_state().catalog.implied_by(names)))
 
 
 @blueprint.context_processor
@@ -251,7 +227,7 @@ def _template_helpers() -> dict[str, Any]:
         "issue_form_id": _issue_form_id,
         "resource_url": resource_url,
         "token_url": token_url,
-        "resource_of": _resource_of,
+        "resource_of": resource_of,
         "format_time": format_time,
         "scope_labels": scope_labels,
         "implied_labels": implied_labels,
@@ -276,7 +252,7 @@ class ScopeChoice:
 def scope_groups(token_type: str, chosen: list[str]) -> list[tuple[str, list[ScopeChoice]]]:
     """The scopes a token type may hold, grouped as Bitbucket groups them:
     a label "Repositories: Write" is action "Write" of group "Repositories"."""
-    catalog = _extension().scopes
+    catalog = app_state().catalog
     implied_now = catalog.implied_by(chosen)
     groups: dict[str, list[ScopeChoice]] = {}
     for scope in catalog.allowed_for(token_type):
@@ -301,7 +277,7 @@ def scope_groups(token_type: str, chosen: list[str]) -> list[tuple[str, list[Sco
 def _expiry_bounds() -> tuple[date, date | None]:
     """First and last day the date field may take, from the policy."""
     now = utcnow()
-    limit = _store().config.max_lifetime
+    limit = app_state().settings.max_lifetime
     last = None if limit is None else (now + limit).date()
     return (now + timedelta(days=1)).date(), last
 
@@ -350,23 +326,22 @@ def _reveal(resource: Resource, token: AccessToken, secret: str, action: str) ->
 def list_tokens(
     workspace: str, project_key: str | None = None, repo_slug: str | None = None
 ) -> str:
-    resource = _resource(workspace, project_key, repo_slug)
-    _manager(resource)
-    page = _store().search(
+    resource, _ = _managed()
+    page = _service().search(
         resource.workspace,
         resource.project,
         resource.repository,
         page=_page_arg(),
         pagelen=PAGELEN,
     )
-    changed = _store().get(request.args.get("changed", ""))
+    changed = _service().get_on(resource, request.args.get("changed", ""))
     return render_template(
         "accesstokens/list.html",
         resource=resource,
         page=page,
         has_next=page.page * page.pagelen < page.total,
         refusal=_plan_refusal(resource),
-        changed=changed if changed is not None and _resource_of(changed) == resource else None,
+        changed=changed,
         action=request.args.get("action"),
         notice=request.args.get("notice"),
     )
@@ -386,7 +361,7 @@ def _render_form(
             errors=errors,
             expiry_min=first,
             expiry_max=last,
-            expiry_required=_store().config.max_lifetime is not None,
+            expiry_required=app_state().settings.max_lifetime is not None,
         ),
         status,
     )
@@ -396,8 +371,7 @@ def _render_form(
 def new_token(
     workspace: str, project_key: str | None = None, repo_slug: str | None = None
 ) -> tuple[str, int]:
-    resource = _resource(workspace, project_key, repo_slug)
-    _manager(resource)
+    resource, _ = _managed()
     return _render_form(resource, {}, {})
 
 
@@ -405,8 +379,7 @@ def new_token(
 def create_token(
     workspace: str, project_key: str | None = None, repo_slug: str | None = None
 ) -> Response | tuple[str, int]:
-    resource = _resource(workspace, project_key, repo_slug)
-    user = _manager(resource)
+    resource, user = _managed()
     _check_csrf()
     refusal = _plan_refusal(resource)
     if refusal is not None:
@@ -426,12 +399,12 @@ def create_token(
         errors["scopes"] = "Choose at least one scope."
     expires_at = None
     try:
-        expires_at = _store().check_expiry(_parse_expiry(expiry), utcnow())
+        expires_at = _service().check_expiry(_parse_expiry(expiry), utcnow())
     except TokenValidationError as e:
         errors[e.field] = e.message
     if not errors:
         try:
-            new = _store().create(
+            new = _service().create(
                 name=name,
                 workspace=resource.workspace,
                 project=resource.project,
@@ -440,6 +413,10 @@ def create_token(
                 created_by=user,
                 expires_at=expires_at,
             )
+        except UnknownResource as e:
+            abort(404, e.message)
+        except PlanRestriction as e:
+            abort(403, e.message)
         except TokenValidationError as e:
             errors[e.field] = e.message
         else:
@@ -463,8 +440,7 @@ def _confirm(resource: Resource, token: AccessToken, action: str, **extra: Any) 
 def confirm_revoke(
     workspace: str, token_id: str, project_key: str | None = None, repo_slug: str | None = None
 ) -> str:
-    resource = _resource(workspace, project_key, repo_slug)
-    _manager(resource)
+    resource, _ = _managed()
     return _confirm(resource, _token_of(resource, token_id), "revoke")
 
 
@@ -472,11 +448,10 @@ def confirm_revoke(
 def revoke(
     workspace: str, token_id: str, project_key: str | None = None, repo_slug: str | None = None
 ) -> Response:
-    resource = _resource(workspace, project_key, repo_slug)
-    user = _manager(resource)
+    resource, user = _managed()
     _check_csrf()
     token = _token_of(resource, token_id)
-    _store().revoke(token.id, user)
+    _service().revoke(token.id, user)
     return redirect(resource_url("list_tokens", resource, changed=token.id, action="revoked"), 303)
 
 
@@ -484,8 +459,7 @@ def revoke(
 def confirm_rotate(
     workspace: str, token_id: str, project_key: str | None = None, repo_slug: str | None = None
 ) -> str:
-    resource = _resource(workspace, project_key, repo_slug)
-    _manager(resource)
+    resource, _ = _managed()
     return _confirm(resource, _token_of(resource, token_id), "rotate")
 
 
@@ -493,8 +467,7 @@ def confirm_rotate(
 def rotate(
     workspace: str, token_id: str, project_key: str | None = None, repo_slug: str | None = None
 ) -> Response | tuple[str, int]:
-    resource = _resource(workspace, project_key, repo_slug)
-    user = _manager(resource)
+    resource, user = _managed()
     _check_csrf()
     token = _token_of(resource, token_id)
     refusal = _plan_refusal(resource)
@@ -503,10 +476,13 @@ def rotate(
     if not _first_submission():
         return _already_submitted(resource)
     try:
-        new = _store().rotate(token.id, user)
-    except TokenValidationError as e:
-        return _confirm(resource, token, "rotate", error=e.message), 400
-    assert new is not None  # _token_of found it, and tokens are never deleted here
+        new = _service().rotate(token.id, user)
+    except TokenConflict as e:
+        return _confirm(resource, token, "rotate", error=e.message), 409
+    except PlanRestriction as e:
+        abort(403, e.message)
+    if new is None:  # pruned since we looked
+        abort(404, "There is no such access token here.")
     return _reveal(resource, new.token, new.secret, "rotated")
 
 
@@ -516,8 +492,7 @@ def rotate(
 @blueprint.get("/workspaces/<workspace>/access-tokens/all")
 def overview(workspace: str) -> tuple[str, int]:
     """Every token in a workspace, for its admins: find what is unused."""
-    resource = Resource.of(workspace)
-    _manager(resource)
+    resource, _ = _managed()
     args = request.args
     token_type = args.get("type", "")
     state = args.get("state", "")
@@ -531,13 +506,13 @@ def overview(workspace: str) -> tuple[str, int]:
         errors["state"] = f"must be one of {', '.join(STATES)}"
     last_used_before = None
     if days:
-        if not days.isdigit() or not 0 < int(days) <= 36500:
+        if not (days.isascii() and days.isdigit()) or not 0 < int(days) <= 36500:
             errors["unused_days"] = "must be a whole number of days, from 1 to 36500"
         else:
             last_used_before = utcnow() - timedelta(days=int(days))
     page = None
     if not errors:
-        page = _store().search(
+        page = _service().search(
             workspace,
             exact=False,
             token_type=token_type or None,

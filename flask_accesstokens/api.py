@@ -1,13 +1,13 @@
 """The management JSON API: create, list, show, revoke and rotate tokens of a
 repository, a project or a workspace.
 
-Who may manage is the host app's call (``manager_loader``); this module only
-adds the rules that hold for every app:
+It parses, calls the service and renders; ``web.py`` decides who may manage.
+The rules that hold for every app:
 
 - a request that carries an access token is refused before anything else, so
   tokens can never manage tokens, whatever the app's loader says;
 - state-changing POSTs must be ``application/json``, which a cross-site HTML
-  form cannot send;
+  form cannot send, and at most 64 KiB, of which nothing more is read;
 - an id of another resource is answered exactly like an unknown id (404).
 
 Responses never hold a secret, except the one a create or rotate just made.
@@ -16,16 +16,12 @@ Responses never hold a secret, except the one a create or rotate just made.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
-from datetime import datetime
 from datetime import timedelta
-from datetime import timezone
 from functools import cache
 from importlib import resources as importlib_resources
 from typing import Any
 from typing import NoReturn
-from typing import TYPE_CHECKING
 
 from flask import Blueprint
 from flask import current_app
@@ -36,21 +32,26 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from .credentials import carries_token
-from .credentials import query_is_utf8
+from .config import MAX_ROTATION_GRACE
 from .errors import error_body
+from .errors import PlanRestriction
+from .errors import TokenConflict
+from .errors import TokenValidationError
+from .errors import UnknownResource
 from .models import AccessToken
 from .models import NAME_MAX_LENGTH
 from .resources import Resource
 from .serialize import new_token_json
+from .serialize import parse_datetime
 from .serialize import token_json
-from .store import MAX_ROTATION_GRACE
-from .store import STATES
-from .store import TokenStore
-from .store import TokenValidationError
-
-if TYPE_CHECKING:
-    from .extension import AccessTokens
+from .service import STATES
+from .service import TokenService
+from .state import app_state
+from .web import refuse_tokens_and_bad_queries
+from .web import require_manager
+from .web import resource_args
+from .web import resource_from_view_args
+from .web import RESOURCE_RULES
 
 blueprint = Blueprint("accesstokens_api", __name__)
 
@@ -58,20 +59,13 @@ DEFAULT_PAGELEN = 10
 MAX_PAGELEN = 100
 #: Far past any real list; keeps the offset a small integer for every database.
 MAX_PAGE = 1_000_000
+#: The contract's bound on a management request body.
+MAX_BODY = 64 * 1024
 CREATE_FIELDS = frozenset({"name", "scopes", "expires_at"})
 ROTATE_FIELDS = frozenset({"grace"})
 LIST_PARAMETERS = frozenset({"pagelen", "state", "never_used", "last_used_before", "q"})
-
-#: Workspace, project and repository names in management URLs, as Bitbucket
-#: allows them. The OpenAPI document states the same pattern.
-SLUG = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}", re.ASCII)
-
-#: The three kinds of resource; the view arguments name the resource's parts.
-RESOURCE_RULES = (
-    ("repository", "/repositories/<workspace>/<repo_slug>"),
-    ("project", "/workspaces/<workspace>/projects/<project_key>"),
-    ("workspace", "/workspaces/<workspace>"),
-)
+#: Routes a token may call: they authenticate it themselves.
+TOKEN_ENDPOINTS: set[str] = {"accesstokens_api.openapi"}
 
 
 class APIError(HTTPException):
@@ -93,33 +87,40 @@ def invalid(fields: Mapping[str, str], message: str = "Invalid input.") -> NoRet
     raise APIError(400, message, fields=dict(fields))
 
 
-def _extension() -> AccessTokens:
-    return current_app.extensions["accesstokens"]  # type: ignore[no-any-return]
+def _service() -> TokenService:
+    return TokenService.of(current_app)
 
 
-def _store() -> TokenStore:
-    return _extension().state().store
-
-
-# -- guards -------------------------------------------------------------------
+# -- guards and errors ---------------------------------------------------------------
 
 
 @blueprint.before_request
 def refuse_access_tokens() -> None:
-    """Tokens cannot create, see, rotate or revoke tokens: a leaked token must
-    not be able to mint more of itself. Checked before the app is asked."""
-    if request.endpoint == "accesstokens_api.openapi":
+    if request.endpoint in TOKEN_ENDPOINTS:
         return
-    if carries_token(request):
-        fail(403, "Access tokens cannot manage access tokens. Sign in as a user instead.")
-    if not query_is_utf8(request):
-        fail(400, "The query string is not valid UTF-8.")
+    refuse_tokens_and_bad_queries(
+        "Access tokens cannot manage access tokens. Sign in as a user instead."
+    )
+
+
+@blueprint.errorhandler(HTTPException)
+def http_error(error: HTTPException) -> Response:
+    """Every error of this API in Bitbucket's JSON shape, never an HTML page."""
+    if isinstance(error, APIError) or error.response is not None:
+        return error.get_response()
+    response = jsonify(error_body(error.description or error.name))
+    response.status_code = error.code or 500
+    response.headers["Cache-Control"] = "no-store"
+    for key, value in error.get_headers():
+        if key.lower() not in ("content-type", "content-length"):
+            response.headers[key] = value
+    return response
 
 
 @blueprint.errorhandler(SQLAlchemyError)
 def storage_error(error: SQLAlchemyError) -> Response:
     """The database failed: nothing was changed, say so without a 500 page."""
-    _extension().state().db.session.rollback()
+    app_state().db.session.rollback()
     current_app.logger.error("access-token management failed", exc_info=error)
     response = jsonify(error_body("Access tokens cannot be managed right now. Try again later."))
     response.status_code = 503
@@ -136,52 +137,39 @@ def no_store(response: Response) -> Response:
     return response
 
 
-def _resource(view_args: Mapping[str, str]) -> Resource:
-    """The resource the URL names. Names that are not slugs get a 404 before
-    the app is asked about them: no resource has them, and the document
-    promises the pattern."""
-    names = (view_args.get("workspace"), view_args.get("project_key"), view_args.get("repo_slug"))
-    for name in names:
-        if name is not None and not SLUG.fullmatch(name):
-            fail(404, "No such resource.")
-    workspace, project, repository = names
-    return Resource.of(workspace or "", project, repository)
+def _managed(view_args: Mapping[str, str]) -> tuple[Resource, str]:
+    resource = resource_from_view_args(view_args)
+    return resource, require_manager(resource)
 
 
-def _manager(resource: Resource) -> str:
-    """The signed-in user allowed to manage tokens here, or a 403."""
-    manager = _extension().manager_of(resource)
-    if manager is None:
-        fail(403, "You do not have permission to manage access tokens of this resource.")
-    return manager
-
-
-def _token_of(resource: Resource, token_id: str) -> AccessToken:
-    """The token, if it exists and is bound to exactly this resource. Another
-    resource's token gets the same 404 as none at all."""
-    token = _store().get(token_id)
-    if token is None or (token.type, token.workspace, token.project, token.repository) != (
-        resource.type,
-        resource.workspace,
-        resource.project,
-        resource.repository,
-    ):
+def _token_on(resource: Resource, token_id: str) -> AccessToken:
+    token = _service().get_on(resource, token_id)
+    if token is None:
         fail(404, "No such access token on this resource.")
     return token
 
 
-def _json_body(allowed: frozenset[str]) -> dict[str, Any]:
-    """The JSON object a POST sends. ``application/json`` only: a cross-site
-    form cannot send it without a CORS preflight."""
+def json_body(allowed: frozenset[str] | None = None) -> Any:
+    """The JSON a POST sends. ``application/json`` only: a cross-site form
+    cannot send it without a CORS preflight. At most ``MAX_BODY`` bytes are
+    read; a longer body is 413."""
     if request.mimetype != "application/json":
         fail(415, "Send a JSON body with 'Content-Type: application/json'.")
-    raw = request.get_data(cache=False)
+    length = request.content_length
+    if length is not None and length > MAX_BODY:
+        fail(413, f"The request body must be at most {MAX_BODY} bytes.")
+    raw = request.stream.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        fail(413, f"The request body must be at most {MAX_BODY} bytes.")
     if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
-        invalid({}, "The request body is not valid JSON.")
+        body: Any = {}
+    else:
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            invalid({}, "The request body is not valid JSON.")
+    if allowed is None:
+        return body
     if not isinstance(body, dict):
         invalid({}, "The request body must be a JSON object.")
     unknown = sorted(set(body) - allowed)
@@ -190,37 +178,16 @@ def _json_body(allowed: frozenset[str]) -> dict[str, Any]:
     return body
 
 
-def parse_datetime(value: Any) -> datetime:
-    """An ISO 8601 datetime with a timezone, as aware UTC. ``ValueError`` says
-    what is wrong. Naive datetimes are refused rather than guessed at."""
-    if not isinstance(value, str):
-        raise ValueError("must be an ISO 8601 datetime string")
-    text = value.strip()
-    if text[-1:] in ("Z", "z"):  # Python 3.10's fromisoformat does not take "Z"
-        text = text[:-1] + "+00:00"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError("must be an ISO 8601 datetime, e.g. 2030-01-31T12:00:00Z") from None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise ValueError("must include a timezone, e.g. 'Z' or '+02:00'")
-    try:
-        return parsed.astimezone(timezone.utc)
-    except OverflowError:
-        raise ValueError("is out of range") from None
-
-
-# -- routes -------------------------------------------------------------------
+# -- routes ----------------------------------------------------------------------------
 
 
 def create(**view_args: str) -> tuple[Response, int, dict[str, str]]:
-    resource = _resource(view_args)
-    manager = _manager(resource)
-    refusal = _extension().plan_refusal(resource)
-    if refusal is not None:
-        allowed = _extension().allowed_token_types(resource.workspace)
+    resource, manager = _managed(view_args)
+    refusal = _service().plan_refusal(resource)
+    if refusal is not None:  # before the body: the form of a refused request is moot
+        allowed = _service().allowed_token_types(resource.workspace)
         fail(403, refusal, detail={"allowed_types": list(allowed)})
-    body = _json_body(CREATE_FIELDS)
+    body = json_body(CREATE_FIELDS)
     errors: dict[str, str] = {}
     name: Any = body.get("name")
     if not isinstance(name, str):
@@ -237,7 +204,7 @@ def create(**view_args: str) -> tuple[Response, int, dict[str, str]]:
     if errors:
         invalid(errors)
     try:
-        new = _store().create(
+        new = _service().create(
             name=name,
             workspace=resource.workspace,
             project=resource.project,
@@ -246,6 +213,10 @@ def create(**view_args: str) -> tuple[Response, int, dict[str, str]]:
             created_by=manager,
             expires_at=expires_at,
         )
+    except UnknownResource as e:
+        fail(404, e.message)
+    except PlanRestriction as e:
+        fail(403, e.message, detail={"allowed_types": list(e.allowed_types)})
     except TokenValidationError as e:
         invalid({e.field: e.message})
     location = _url("get", resource, token_id=new.token.id)
@@ -253,8 +224,7 @@ def create(**view_args: str) -> tuple[Response, int, dict[str, str]]:
 
 
 def list_tokens(**view_args: str) -> Response:
-    resource = _resource(view_args)
-    _manager(resource)
+    resource, _ = _managed(view_args)
     args = request.args
     errors: dict[str, str] = {}
     page = _int_arg("page", 1, 1, MAX_PAGE, errors)
@@ -276,7 +246,7 @@ def list_tokens(**view_args: str) -> Response:
         errors["q"] = f"at most {NAME_MAX_LENGTH} printable characters"
     if errors:
         invalid(errors)
-    found = _store().search(
+    found = _service().search(
         resource.workspace,
         resource.project,
         resource.repository,
@@ -293,7 +263,7 @@ def list_tokens(**view_args: str) -> Response:
         "pagelen": pagelen,
         "size": found.total,
     }
-    if page * pagelen < found.total:
+    if found.has_next:
         result["next"] = _page_url(page + 1)
     if page > 1:
         result["previous"] = _page_url(page - 1)
@@ -301,24 +271,21 @@ def list_tokens(**view_args: str) -> Response:
 
 
 def get(token_id: str, **view_args: str) -> Response:
-    resource = _resource(view_args)
-    _manager(resource)
-    return jsonify(token_json(_token_of(resource, token_id)))
+    resource, _ = _managed(view_args)
+    return jsonify(token_json(_token_on(resource, token_id)))
 
 
 def revoke(token_id: str, **view_args: str) -> tuple[str, int]:
-    resource = _resource(view_args)
-    manager = _manager(resource)
-    token = _token_of(resource, token_id)
-    _store().revoke(token.id, revoked_by=manager)
+    resource, manager = _managed(view_args)
+    token = _token_on(resource, token_id)
+    _service().revoke(token.id, revoked_by=manager)
     return "", 204
 
 
 def rotate(token_id: str, **view_args: str) -> tuple[Response, int]:
-    resource = _resource(view_args)
-    manager = _manager(resource)
-    token = _token_of(resource, token_id)
-    body = _json_body(ROTATE_FIELDS)
+    resource, manager = _managed(view_args)
+    token = _token_on(resource, token_id)
+    body = json_body(ROTATE_FIELDS)
     grace = None
     if "grace" in body:
         seconds = body["grace"]
@@ -326,13 +293,13 @@ def rotate(token_id: str, **view_args: str) -> tuple[Response, int]:
         if not isinstance(seconds, int) or isinstance(seconds, bool) or not 0 <= seconds <= limit:
             invalid({"grace": f"seconds the old secret keeps working, 0 to {limit}"})
         grace = timedelta(seconds=seconds)
-    if not token.is_active:
-        fail(409, f"A {token.state} access token cannot be rotated; create a new one.")
     try:
-        new = _store().rotate(token.id, rotated_by=manager, grace=grace)
+        new = _service().rotate(token.id, rotated_by=manager, grace=grace)
+    except TokenConflict as e:
+        fail(409, e.message)
+    except PlanRestriction as e:
+        fail(403, e.message, detail={"allowed_types": list(e.allowed_types)})
     except TokenValidationError as e:
-        if e.field == "token":  # revoked or expired since we looked
-            fail(409, f"This access token cannot be rotated: {e.message}.")
         invalid({e.field: e.message})
     if new is None:  # deleted since we looked
         fail(404, "No such access token on this resource.")
@@ -351,25 +318,17 @@ def _int_arg(name: str, default: int, low: int, high: int, errors: dict[str, str
 
 def _page_url(page: int) -> str:
     """This list's URL with another page number, filters kept."""
-    # Only our own parameters: anything else could clash with url_for's
-    # arguments (``_external``, ``workspace``) or smuggle values into the link.
+    # Only our own parameters, and the view arguments last: anything else
+    # could clash with url_for's (``_external``, ``_anchor``) or re-target it.
     values: dict[str, Any] = {k: v for k, v in request.args.lists() if k in LIST_PARAMETERS}
     values.update(request.view_args or {}, page=page)
     return url_for(request.endpoint or "", _external=True, **values)
 
 
 def _url(action: str, resource: Resource, **values: str) -> str:
-    return url_for(f".{resource.type}_{action}", **_view_args(resource), **values, _external=True)
-
-
-def _view_args(resource: Resource) -> dict[str, str]:
-    if resource.type == "repository":
-        assert resource.repository is not None
-        return {"workspace": resource.workspace, "repo_slug": resource.repository}
-    if resource.type == "project":
-        assert resource.project is not None
-        return {"workspace": resource.workspace, "project_key": resource.project}
-    return {"workspace": resource.workspace}
+    return url_for(
+        f".{resource.type}_{action}", **resource_args(resource), **values, _external=True
+    )
 
 
 for _kind, _path in RESOURCE_RULES:
@@ -383,7 +342,7 @@ for _kind, _path in RESOURCE_RULES:
     )
 
 
-# -- the OpenAPI document ---------------------------------------------------------
+# -- the OpenAPI document -----------------------------------------------------------------
 
 
 @cache
@@ -398,7 +357,7 @@ def openapi() -> Response:
     document = json.loads(_document())
     prefix = request.path.removesuffix("/access-tokens/openapi.json")
     document["servers"] = [{"url": request.script_root + prefix}]
-    catalog = _extension().scopes
+    catalog = app_state().catalog
     schemas = document["components"]["schemas"]
     schemas["Scope"]["enum"] = [scope.name for scope in catalog]
     for kind, _ in RESOURCE_RULES:

@@ -1,9 +1,10 @@
 """``flask access-tokens``: manage tokens from a shell, as an operator.
 
 The CLI is not asked ``manager_loader`` (whoever runs it already holds the
-app's configuration), but it keeps the other rules: scopes by token type,
-plan gating and the expiry policy. Changes are recorded as made by ``cli``,
-or by ``--actor``. Errors exit non-zero with the message on stderr.
+app's configuration), but the service keeps every other rule: scopes by
+token type, plan gating, resources that exist and the expiry policy. Changes
+are recorded as made by ``cli``, or by ``--actor``. Errors exit non-zero with
+the message on stderr.
 """
 
 from __future__ import annotations
@@ -11,22 +12,25 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from datetime import timedelta
-from datetime import timezone
 from typing import Any
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from .config import MAX_ROTATION_GRACE
+from .errors import PlanRestriction
+from .errors import TokenConflict
+from .errors import TokenValidationError
+from .errors import UnknownResource
 from .models import AccessToken
-from .resources import Resource
 from .serialize import isoformat
 from .serialize import new_token_json
+from .serialize import parse_datetime
 from .serialize import token_json
-from .store import MAX_ROTATION_GRACE
-from .store import STATES
-from .store import TokenStore
-from .store import TokenValidationError
+from .service import resource_of
+from .service import STATES
+from .service import TokenService
 
 access_tokens = AppGroup("access-tokens", help="Create, list, revoke and rotate access tokens.")
 
@@ -36,12 +40,12 @@ _actor = click.option(
 _json = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
 
 
-def _store() -> TokenStore:
-    return current_app.extensions["accesstokens"].state().store  # type: ignore[no-any-return]
+def _service() -> TokenService:
+    return TokenService.of(current_app)
 
 
 def _get(token_id: str) -> AccessToken:
-    token = _store().get(token_id)
+    token = _service().get(token_id)
     if token is None:
         raise click.ClickException(f"No access token with id {token_id!r}.")
     return token
@@ -54,17 +58,10 @@ def _echo_json(value: Any) -> None:
 def _parse_datetime(_ctx: Any, _param: Any, value: str | None) -> datetime | None:
     if value is None:
         return None
-    text = value[:-1] + "+00:00" if value[-1:] in ("Z", "z") else value
     try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise click.BadParameter("not an ISO 8601 datetime, e.g. 2030-01-31T12:00:00Z") from None
-    if parsed.tzinfo is None:
-        raise click.BadParameter("give a timezone, e.g. 'Z' or '+02:00'")
-    try:
-        return parsed.astimezone(timezone.utc)
-    except OverflowError:
-        raise click.BadParameter("out of range") from None
+        return parse_datetime(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
 
 
 def _resource_options(command: Any) -> Any:
@@ -79,11 +76,7 @@ def _check_resource(project: str | None, repository: str | None) -> None:
 
 
 def _describe(token: AccessToken) -> str:
-    if token.type == "repository":
-        return f"{token.workspace}/{token.repository}"
-    if token.type == "project":
-        return f"{token.workspace}/projects/{token.project}"
-    return token.workspace
+    return str(resource_of(token))
 
 
 def _echo_secret(secret: str, token: AccessToken, verb: str) -> None:
@@ -116,14 +109,7 @@ def create(
     """Create a token and print its secret, this once."""
     _check_resource(project, repository)
     try:
-        resource = Resource.of(workspace, project, repository)
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
-    refusal = current_app.extensions["accesstokens"].plan_refusal(resource)
-    if refusal is not None:
-        raise click.ClickException(refusal)
-    try:
-        new = _store().create(
+        new = _service().create(
             name=name,
             workspace=workspace,
             project=project,
@@ -132,6 +118,8 @@ def create(
             created_by=actor,
             expires_at=expires_at,
         )
+    except (UnknownResource, PlanRestriction) as e:
+        raise click.ClickException(e.message) from None
     except TokenValidationError as e:
         raise click.ClickException(f"{e.field}: {e.message}") from None
     if as_json:
@@ -161,11 +149,14 @@ def list_command(
     _check_resource(project, repository)
     if all_in_workspace and (project or repository):
         raise click.UsageError("--all-in-workspace lists the whole workspace: drop the others.")
-    found = (
-        _store()
-        .search(workspace, project, repository, exact=not all_in_workspace, state=state)
-        .items
-    )
+    try:
+        found = (
+            _service()
+            .search(workspace, project, repository, exact=not all_in_workspace, state=state)
+            .items
+        )
+    except TokenValidationError as e:
+        raise click.ClickException(f"{e.field}: {e.message}") from None
     if as_json:
         _echo_json([token_json(token) for token in found])
         return
@@ -221,7 +212,7 @@ def revoke(token_id: str, actor: str) -> None:
     if token.revoked_at is not None:
         click.echo(f"Access token {token.id} was already revoked.")
         return
-    _store().revoke(token.id, revoked_by=actor)
+    _service().revoke(token.id, revoked_by=actor)
     click.echo(f"Revoked access token {token.name!r} ({token.id}).")
 
 
@@ -238,9 +229,11 @@ def rotate(token_id: str, grace: int | None, actor: str, as_json: bool) -> None:
     """Give a token a new secret with the same scopes, and print it once."""
     token = _get(token_id)
     try:
-        new = _store().rotate(
+        new = _service().rotate(
             token.id, rotated_by=actor, grace=None if grace is None else timedelta(seconds=grace)
         )
+    except (TokenConflict, PlanRestriction) as e:
+        raise click.ClickException(e.message) from None
     except TokenValidationError as e:
         raise click.ClickException(f"{e.field}: {e.message}") from None
     if new is None:
@@ -265,7 +258,7 @@ def prune(older_than_days: int, dry_run: bool) -> None:
         age = timedelta(days=older_than_days)
         lines = [
             f"{t.id} {t.state} {t.name!r} ({_describe(t)})"
-            for t in _store().prune(age, dry_run=dry_run)
+            for t in _service().prune(age, dry_run=dry_run)
         ]
     except OverflowError:
         raise click.BadParameter("too large", param_hint="--older-than-days") from None

@@ -1,8 +1,7 @@
-"""The request path, top to bottom: header, token, digest, row, scope, binding.
-
-:func:`require_scope` and :func:`require_any_scope` wrap views;
-:func:`verify_token_in_request` is the same check for code that builds its own
-decorators or handles optional authentication itself.
+"""The public face of the request pipeline: :func:`require_scope`,
+:func:`require_any_scope`, :func:`verify_token_in_request` for code that
+builds its own decorators or handles optional authentication, and
+:data:`current_token`.
 """
 
 from __future__ import annotations
@@ -12,40 +11,17 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 from typing import cast
-from typing import TYPE_CHECKING
 from typing import TypeVar
 
 from flask import current_app
 from flask import g
-from flask import request
-from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.local import LocalProxy
 
-from .credentials import token_from_header
-from .errors import AccessTokenError
-from .errors import InsufficientScope
-from .errors import InvalidRequest
-from .errors import InvalidToken
-from .errors import MissingToken
-from .errors import StorageUnavailable
-from .errors import WrongResource
-from .resources import from_view_args
-from .resources import reaches
-from .resources import within
-from .scopes import check_known
-from .signals import token_authenticated
+from .pipeline import Pipeline
+from .scopes import check_names
 from .tokens import AuthenticatedToken
 
-if TYPE_CHECKING:  # only for types: the extension sits above this module
-    from .extension import _State
-
 F = TypeVar("F", bound=Callable[..., Any])
-
-#: Set in the WSGI environ of a token-authenticated request; responses to such
-#: requests lose every ``Set-Cookie`` header (see ``extension.py``).
-ENVIRON_KEY = "flask_accesstokens.token"
-#: Where ``init_app`` keeps an app's state in ``app.extensions``.
-STATE_KEY = "accesstokens.state"
 
 
 def _current_token() -> AuthenticatedToken | None:
@@ -67,82 +43,17 @@ def verify_token_in_request(
     :param container: the route names a workspace or project and lists what
         is inside: tokens bound to it or to anything inside it pass, and the
         view filters with :meth:`AuthenticatedToken.reaches`.
-    :raises AccessTokenError: 400, 401, 403 or 503, ready to be answered.
-
-    OPTIONS requests pass as anonymous, since CORS preflights never carry
-    credentials; a view that handles OPTIONS itself must not act on it.
+    :raises AccessTokenError: 400, 401, 403, 429 or 503, ready to be answered.
     """
-    state: _State = current_app.extensions[STATE_KEY]
-    unknown = [s for s in scopes if s not in state.catalog]
-    if unknown:
-        raise ValueError(f"unknown scope {unknown[0]!r}")
-    return _verify(state, scopes, any_of, optional, container)
-
-
-def _verify(
-    state: _State, scopes: tuple[str, ...], any_of: bool, optional: bool, container: bool = False
-) -> AuthenticatedToken | None:
-    req = request._get_current_object()  # type: ignore[attr-defined]
-    if req.method == "OPTIONS":  # CORS preflights carry no credentials
-        return None
-    environ = req.environ
-    client = environ.get("REMOTE_ADDR")
-    store = state.store
-    throttle = state.throttle
-    try:
-        header = environ.get("HTTP_AUTHORIZATION")
-        if throttle is not None and header:
-            throttle.check(client)
-        try:
-            secret = token_from_header(header)
-            if secret is None:
-                if optional:
-                    return None
-                raise MissingToken()
-            token: AuthenticatedToken = store.authenticate(secret, client)
-        except (InvalidRequest, InvalidToken):
-            if throttle is not None:
-                throttle.failed(client)
-            raise
-        granted = token.granted
-        held = any(s in granted for s in scopes) if any_of else all(s in granted for s in scopes)
-        if not held:
-            store.record_failure("insufficient_scope", token.id, client)
-            raise InsufficientScope(required=scopes, granted=token.scopes)
-        route = from_view_args(req.view_args, state.view_args)
-        loader = _project_loader(state) if token.type == "project" or container else None
-        if not (within if container else reaches)(token, route, loader):
-            store.record_failure("wrong_resource", token.id, client)
-            raise WrongResource(required=scopes, granted=token.scopes)
-    except AccessTokenError as e:
-        e.realm = state.realm
-        raise
-    store.record_use(token, client)
-    g._accesstokens_token = token
-    environ[ENVIRON_KEY] = token.id
-    if token_authenticated.receivers:
-        token_authenticated.send(state.app, token=token)
-    return token
-
-
-def _project_loader(state: _State) -> Callable[[str, str], str | None] | None:
-    loader = state.project_loader
-    if loader is None:
-        return None
-
-    def load(workspace: str, repository: str) -> str | None:
-        try:
-            return cast("str | None", current_app.ensure_sync(loader)(workspace, repository))
-        except SQLAlchemyError:
-            raise StorageUnavailable() from None
-
-    return load
+    checked = check_names(scopes)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    return Pipeline.of(app).verify(checked, any_of, optional, container)
 
 
 def _decorator(
     scopes: tuple[str, ...], any_of: bool, optional: bool, container: bool
 ) -> Callable[[F], F]:
-    check_known(scopes)
+    checked = check_names(scopes)
 
     def decorate(view: F) -> F:
         is_async = inspect.iscoroutinefunction(view)
@@ -150,7 +61,7 @@ def _decorator(
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             app = current_app._get_current_object()  # type: ignore[attr-defined]
-            _verify(app.extensions[STATE_KEY], scopes, any_of, optional, container)
+            Pipeline.of(app).verify(checked, any_of, optional, container)
             if is_async:
                 return app.ensure_sync(view)(*args, **kwargs)
             return view(*args, **kwargs)
@@ -166,12 +77,17 @@ def require_scope(
     """Protect a view: the request needs a token holding *every* scope given
     (directly or by implication) and bound to the resource the route names.
 
-    Unknown scope names raise :class:`ValueError` here, at import time.
+    A misspelt Bitbucket scope raises :class:`ValueError` here, at import
+    time; an app's own scopes are checked against its catalog when the app
+    first serves the view.
 
     With ``container=True`` the route names a workspace or a project and lists
     what is inside it: a token bound to that container or to anything inside
     it passes, and the view keeps only what
-    ``current_token.reaches(workspace, project, repository)`` allows.
+    ``current_token.reaches(workspace, project, repository)`` allows. On a
+    route with no workspace, project or repository argument at all (the
+    token's own identity, say) every valid token with the scopes passes; a
+    route whose resource argument is malformed is still refused.
 
     .. versionadded:: 0.1
     """

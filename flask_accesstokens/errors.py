@@ -1,7 +1,13 @@
-"""HTTP errors of protected routes: RFC 6750 challenges, Bitbucket-shaped bodies.
+"""Every exception the extension raises, in one place.
 
-They are Werkzeug :class:`~werkzeug.exceptions.HTTPException` subclasses, so
-an app's ``errorhandler(401)`` or ``errorhandler(InvalidToken)`` sees them.
+- The request path raises :class:`AccessTokenError` subclasses: Werkzeug
+  :class:`~werkzeug.exceptions.HTTPException` s with RFC 6750 challenges and
+  Bitbucket-shaped bodies, so an app's ``errorhandler(401)`` or
+  ``errorhandler(InvalidToken)`` sees them.
+- Management raises :class:`TokenValidationError` (a :class:`ValueError`
+  naming the field) and :class:`TokenConflict` (the token's state forbids it).
+- Configuration and scope catalogs raise :class:`ValueError` subclasses.
+
 Messages never contain the presented credentials.
 """
 
@@ -110,9 +116,13 @@ class InsufficientScope(AccessTokenError, Forbidden):
 
 
 class WrongResource(InsufficientScope):
-    """Bound elsewhere. Same answer whether the resource exists or not."""
+    """Bound elsewhere. Same answer whether the resource exists or not, and
+    worded so nobody goes looking for a missing scope."""
 
-    description = "This access token does not grant access to this resource."
+    description = (
+        "This access token is not for this resource: it is bound to another"
+        " repository, project or workspace."
+    )
 
 
 class TooManyFailures(AccessTokenError, TooManyRequests):
@@ -132,3 +142,48 @@ class StorageUnavailable(AccessTokenError, ServiceUnavailable):
 
     def get_headers(self, environ: Any = None, scope: Any = None) -> list[tuple[str, str]]:
         return [("Content-Type", "application/json"), ("Retry-After", "5")]
+
+
+class TokenValidationError(ValueError):
+    """Bad input to a management operation. ``field`` names what was wrong;
+    nothing was written."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class TokenConflict(Exception):
+    """The token's state forbids the operation: rotating a revoked, expired
+    or canary token, or a rotation that overlapped another. Answered 409."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UnknownScopeError(ValueError):
+    """A scope name that the catalog does not define."""
+
+
+class ConfigurationError(ValueError):
+    """A bad ``ACCESSTOKENS_*`` value, found by ``init_app``. ``key`` names it."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key} {message}")
+        self.key = key
+
+
+class UnknownResource(TokenValidationError):
+    """The app's ``resource_exists`` callback says there is no such resource:
+    a token for it would work nowhere. ``field`` is the resource's type."""
+
+
+class PlanRestriction(TokenValidationError):
+    """The workspace's plan does not include this token type.
+    ``allowed_types`` says what it does include."""
+
+    def __init__(self, message: str, allowed_types: tuple[str, ...]) -> None:
+        super().__init__("type", message)
+        self.allowed_types = allowed_types

@@ -111,6 +111,9 @@ class AccessToken(Base):
     revoked_by: Mapped[str | None] = mapped_column(String(255))
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Bumped by every rotation: a rotation only succeeds if the generation it
+    #: read is still current (compare-and-set), so overlapping ones cannot both.
+    generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     @property
     def is_active(self) -> bool:

@@ -7,24 +7,19 @@ the request path pays a dictionary lookup, not a graph walk.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field
+
+from .errors import UnknownScopeError
 
 TOKEN_TYPES: tuple[str, ...] = ("repository", "project", "workspace")
 
 _ALL = frozenset(TOKEN_TYPES)
 _NOT_REPOSITORY = frozenset({"project", "workspace"})
 _WORKSPACE_ONLY = frozenset({"workspace"})
-
-#: Every scope ever registered in this process. :func:`require_scope` checks
-#: names against it at decoration time, before any app exists.
-_known_scopes: set[str] = set()
-
-
-class UnknownScopeError(ValueError):
-    """A scope name that no catalog defines."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +67,6 @@ class ScopeCatalog:
         scope = Scope(name, types, implied, label or name)
         self.scopes[name] = scope
         self._closures.clear()
-        _known_scopes.add(name)
         return scope
 
     def __contains__(self, name: object) -> bool:
@@ -104,6 +98,16 @@ class ScopeCatalog:
         given = frozenset(granted)
         return self.closure(given) - given
 
+    def check_known(self, names: Iterable[str]) -> None:
+        """Raise :class:`UnknownScopeError` for a name this catalog lacks: a
+        view protected by it could never be reached."""
+        for name in names:
+            if name not in self.scopes:
+                raise UnknownScopeError(
+                    f"unknown scope {name!r}: register it on the app's ScopeCatalog"
+                    " (AccessTokens(scopes=...)) before serving the view"
+                )
+
     def allowed_for(self, token_type: str) -> list[Scope]:
         """The scopes a token of this type may hold, in catalog order."""
         return [s for s in self.scopes.values() if token_type in s.token_types]
@@ -123,21 +127,28 @@ class ScopeCatalog:
         return tuple(name for name in self.scopes if name in chosen)
 
 
-def check_known(names: Iterable[str]) -> tuple[str, ...]:
-    """Fail at decoration time on a scope name nobody registered."""
+def check_names(names: Iterable[str]) -> tuple[str, ...]:
+    """Decoration-time check, before any app exists, against Bitbucket's
+    immutable catalog: a name in one of its families (``repository:…``,
+    ``pipeline:…``) must be one of its scopes, so a typo fails at import.
+    Other names may be an app's own scopes: the app's catalog checks them
+    when it first serves the view (:meth:`ScopeCatalog.check_known`)."""
     result = tuple(names)
     if not result:
         raise ValueError("at least one scope is required")
     for name in result:
-        if name not in _known_scopes:
-            raise UnknownScopeError(
-                f"unknown scope {name!r}: register it on the ScopeCatalog before decorating"
-            )
+        if not isinstance(name, str) or not name or any(c.isspace() for c in name):
+            raise UnknownScopeError(f"{name!r} is not a scope name")
+        if name not in DEFAULT_SCOPES and _looks_like_bitbucket(name):
+            close = difflib.get_close_matches(name.lower(), DEFAULT_SCOPES, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UnknownScopeError(f"unknown scope {name!r}: not one of Bitbucket's{hint}")
     return result
 
 
 def default_catalog() -> ScopeCatalog:
-    """Bitbucket Cloud's access-token scopes and their implications."""
+    """A new catalog holding Bitbucket Cloud's access-token scopes and their
+    implications: each app may add its own to it."""
     catalog = ScopeCatalog()
     add = catalog.register
     add("repository", label="Repositories: Read")
@@ -162,5 +173,16 @@ def default_catalog() -> ScopeCatalog:
     return catalog
 
 
-# Registers the default names so decorators can be checked at import time.
-DEFAULT_CATALOG = default_catalog()
+#: The names in Bitbucket's catalog: immutable, the same for every app.
+DEFAULT_SCOPES: frozenset[str] = frozenset(scope.name for scope in default_catalog())
+_DEFAULT_FAMILIES = frozenset(name.partition(":")[0] for name in DEFAULT_SCOPES)
+
+
+def _looks_like_bitbucket(name: str) -> bool:
+    """Whether a name is in, or a near miss of, one of Bitbucket's scope
+    families (``Repository``, ``repositories:write``): those are typos, as
+    Bitbucket's families are closed. An app names its own scopes otherwise."""
+    family = name.partition(":")[0].lower()
+    return family in _DEFAULT_FAMILIES or bool(
+        difflib.get_close_matches(family, _DEFAULT_FAMILIES, n=1, cutoff=0.8)
+    )

@@ -1,7 +1,8 @@
-"""A token record as JSON, the same for the API, the admin pages and the CLI.
+"""Tokens and datetimes to and from text, the same for the API, the admin
+pages and the CLI.
 
-The secret is never part of it: only the responses that create a secret add
-it, under ``"token"``, next to this object.
+The secret is never part of a token's JSON: only the responses that create a
+secret add it, under ``"token"``, next to this object.
 """
 
 from __future__ import annotations
@@ -20,6 +21,26 @@ def isoformat(value: datetime | None) -> str | None:
     if value.tzinfo is None:  # the store hands out aware datetimes; be safe anyway
         value = value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def parse_datetime(value: Any) -> datetime:
+    """An ISO 8601 datetime with a timezone, as aware UTC. ``ValueError`` says
+    what is wrong. Naive datetimes are refused rather than guessed at."""
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 datetime string")
+    text = value.strip()
+    if text[-1:] in ("Z", "z"):  # Python 3.10's fromisoformat does not take "Z"
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 datetime, e.g. 2030-01-31T12:00:00Z") from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ValueError("must include a timezone, e.g. 'Z' or '+02:00'")
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError("is out of range") from None
 
 
 def token_json(token: AccessToken) -> dict[str, Any]:

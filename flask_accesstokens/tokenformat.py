@@ -29,7 +29,7 @@ RANDOM_LENGTH = 43  # 62**43 > 2**256
 CHECKSUM_LENGTH = 6  # 62**6 > 2**32
 HINT_LENGTH = 4
 _DIGEST_SALT = "flask-accesstokens.digest"
-_PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{1,15}$")
+_PREFIX_RE = re.compile(r"[a-z][a-z0-9]{1,15}")
 
 
 #: Every pair of base62 digits, so a checksum takes three steps, not six.
@@ -44,7 +44,7 @@ def _checksum(body: str) -> str:
 
 def check_prefix(prefix: str) -> str:
     """Prefixes are short lowercase identifiers, so the token stays one word."""
-    if not _PREFIX_RE.match(prefix):
+    if not isinstance(prefix, str) or not _PREFIX_RE.fullmatch(prefix):
         raise ValueError(
             f"ACCESSTOKENS_TOKEN_PREFIX {prefix!r} must be 2-16 lowercase letters or digits"
         )

@@ -9,7 +9,9 @@ from datetime import datetime
 from typing import NamedTuple
 
 from .models import AccessToken
+from .resources import reaches
 from .resources import Resource
+from .state import app_state
 
 
 @dataclass(frozen=True)
@@ -65,17 +67,14 @@ class AuthenticatedToken(NamedTuple):
         of protected routes: how a listing view (``container=True``) filters
         what it shows. A repository is placed in its project by the app's
         ``project_loader``, as on every protected route."""
-        from flask import current_app
-
-        from .resources import reaches
-
-        loader = current_app.extensions["accesstokens"]._project_loader
-        if loader is not None:
-            loader = current_app.ensure_sync(loader)
+        state = app_state()
+        loader = state.callbacks.project_loader
         route = Resource(
             "repository" if repository else "project" if project else "workspace",
             workspace,
             project,
             repository,
         )
-        return reaches(self, route, loader)
+        if loader is None:
+            return reaches(self, route, None)
+        return reaches(self, route, lambda ws, repo: state.call(loader, ws, repo))

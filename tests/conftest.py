@@ -136,7 +136,7 @@ def app_parts(database_uri: str) -> Iterator[tuple[Flask, SQLAlchemy, AccessToke
     parts = make_app(database_uri)
     yield parts
     with parts[0].app_context():
-        AccessTokens.state().store.dispose()
+        AccessTokens.dispose_connections()
         parts[1].engine.dispose()
 
 

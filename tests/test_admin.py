@@ -66,7 +66,7 @@ def running(app: Flask, db: SQLAlchemy) -> Iterator[None]:
     with app.app_context():
         yield
     with app.app_context():
-        AccessTokens.state().store.dispose()
+        AccessTokens.dispose_connections()
         db.engine.dispose()
 
 
@@ -531,7 +531,7 @@ def test_rotate_shows_the_new_secret_once(
     assert again.headers["Location"] == f"{REPO}?notice=resubmitted"
     assert_nowhere_in(again, rotated)
     assert user.get("/repositories/acme/api", headers=bearer(rotated)).status_code == 200
-    events = AccessTokens.state().store.events(token_id=new.token.id)
+    events = AccessTokens.service().events(token_id=new.token.id)
     assert [e.action for e in events].count("rotated") == 1
     # (Last: a rotated-out secret, presented, counts as reused and revokes the token.)
     assert user.get("/repositories/acme/api", headers=bearer(new.secret)).status_code == 401
@@ -544,7 +544,7 @@ def test_revoked_token_cannot_be_rotated(alice: Any, tokens: AccessTokens) -> No
     confirm = alice.get(f"{REPO}/{new.token.id}/rotate")
     assert "it no longer works" in confirm.text and 'name="form_id"' not in confirm.text
     response = alice.post(f"{REPO}/{new.token.id}/rotate", data=opened)
-    assert response.status_code == 400 and "cannot be rotated" in response.text
+    assert response.status_code == 409 and "cannot be rotated" in response.text
 
 
 # -- the workspace overview -----------------------------------------------------------

@@ -60,7 +60,7 @@ class Live(NamedTuple):
 
     def rotations(self) -> int:
         with self.app.app_context():
-            events = AccessTokens.state().store.events()
+            events = AccessTokens.service().events()
             return [e.action for e in events].count("rotated")
 
 
@@ -78,7 +78,7 @@ def live_server(tmp_path: Path) -> Iterator[Live]:
         thread.join(timeout=10)
         server.server_close()
         with app.app_context():
-            AccessTokens.state().store.dispose()
+            AccessTokens.dispose_connections()
             db.engine.dispose()
 
 

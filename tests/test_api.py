@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
@@ -312,7 +313,7 @@ def test_max_lifetime(database_uri: str) -> None:
     near = (datetime.now(timezone.utc) + timedelta(days=29)).isoformat()
     assert create(client, expires_at=near).status_code == 201
     with app.app_context():
-        AccessTokens.state().store.dispose()
+        AccessTokens.dispose_connections()
         db.engine.dispose()
 
 
@@ -514,7 +515,7 @@ def test_prefix_is_configurable(database_uri: str) -> None:
     assert "/2.0/repositories/acme/api/access-tokens/" in response.headers["Location"]
     assert create(client).status_code == 404
     with app.app_context():
-        AccessTokens.state().store.dispose()
+        AccessTokens.dispose_connections()
         db.engine.dispose()
 
 
@@ -526,14 +527,14 @@ def test_api_can_be_turned_off(database_uri: str) -> None:
         rule.endpoint.startswith("accesstokens_api.") for rule in app.url_map.iter_rules()
     )
     with app.app_context():
-        AccessTokens.state().store.dispose()
+        AccessTokens.dispose_connections()
         db.engine.dispose()
 
 
 def test_database_failure_is_503(client: Any, app: Flask, managed: AccessTokens) -> None:
     from sqlalchemy.exc import OperationalError
 
-    store = AccessTokens.state().store
+    store = AccessTokens.service()
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise OperationalError("SELECT", {}, Exception("database is gone"))
@@ -543,3 +544,31 @@ def test_database_failure_is_503(client: Any, app: Flask, managed: AccessTokens)
     assert response.status_code == 503
     assert response.get_json()["type"] == "error"
     assert "gone" not in response.get_data(as_text=True)
+
+
+def test_a_mounted_api_without_manager_loader_is_logged_once_at_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="k", SQLALCHEMY_DATABASE_URI="sqlite://")
+    AccessTokens(app, db=SQLAlchemy(app))
+    client = app.test_client()
+    with caplog.at_level(logging.WARNING, logger="flask_accesstokens"):
+        client.get("/nothing-here")
+        client.get("/api/workspaces/acme/access-tokens")
+        client.get("/api/workspaces/acme/access-tokens")
+    warnings = [r for r in caplog.records if "manager_loader" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "/api" in warnings[0].getMessage()
+
+
+def test_no_warning_when_a_manager_loader_is_registered_after_init_app(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="k", SQLALCHEMY_DATABASE_URI="sqlite://")
+    tokens = AccessTokens(app, db=SQLAlchemy(app))
+    tokens.manager_loader(lambda resource: None)
+    with caplog.at_level(logging.WARNING, logger="flask_accesstokens"):
+        app.test_client().get("/nothing-here")
+    assert not [r for r in caplog.records if "manager_loader" in r.getMessage()]

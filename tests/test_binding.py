@@ -15,6 +15,7 @@ from flask import jsonify
 from flask_sqlalchemy import SQLAlchemy
 
 from flask_accesstokens import AccessTokens
+from flask_accesstokens import current_token
 from flask_accesstokens import require_scope
 from flask_accesstokens import WrongResource
 
@@ -248,7 +249,7 @@ def test_no_project_loader_denies_project_tokens_on_repositories(tmp_path: Path)
         assert client.get("/repositories/acme/api", headers=bearer(ws)).status_code == 200
     finally:
         with app.app_context():
-            AccessTokens.state().store.dispose()
+            AccessTokens.dispose_connections()
             db.engine.dispose()
 
 
@@ -287,7 +288,7 @@ def test_custom_view_arg_names(tmp_path: Path) -> None:
         assert response.status_code == 403
     finally:
         with app.app_context():
-            AccessTokens.state().store.dispose()
+            AccessTokens.dispose_connections()
             db.engine.dispose()
 
 
@@ -337,3 +338,33 @@ def test_container_route_still_needs_the_scope(tokens: Any, client: Any) -> None
         "/workspaces/acme/listing", headers={"Authorization": f"Bearer {new.secret}"}
     )
     assert response.status_code == 403
+
+
+def test_container_route_naming_no_resource_admits_every_valid_token(
+    app: Flask, tokens: Any, client: Any
+) -> None:
+    """``/user``-style routes: the token is inside the root, and the view
+    decides from ``current_token`` what to show. A malformed resource argument
+    still fails closed."""
+
+    @app.get("/me")
+    @require_scope("repository", container=True)
+    def me() -> Any:
+        return jsonify(workspace=current_token.workspace, type=current_token.type)
+
+    @app.get("/numbered/<int:workspace>")
+    @require_scope("repository", container=True)
+    def numbered(workspace: int) -> Any:
+        return jsonify(ok=True)
+
+    for bound, token_type in (({"repository": "api"}, "repository"), ({}, "workspace")):
+        new = tokens.create_token(name="t", workspace="acme", scopes=["repository"], **bound)
+        response = client.get("/me", headers=bearer(new.secret))
+        assert response.status_code == 200
+        assert response.get_json() == {"workspace": "acme", "type": token_type}
+        assert client.get("/numbered/7", headers=bearer(new.secret)).status_code == 403
+
+    webhook_only = tokens.create_token(name="w", workspace="acme", scopes=["webhook"])
+    assert client.get("/me", headers=bearer(webhook_only.secret)).status_code == 403
+    assert client.get("/me").status_code == 401
+    assert client.get("/me", headers=bearer("nope")).status_code == 401

@@ -25,7 +25,7 @@ REPO = "/repositories/acme/api"
 
 def close(app: Flask, db: SQLAlchemy) -> None:
     with app.app_context():
-        AccessTokens.state().store.dispose()
+        AccessTokens.dispose_connections()
         db.engine.dispose()
 
 

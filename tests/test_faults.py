@@ -79,7 +79,7 @@ def rig() -> Iterator[Rig]:
                     db.session.remove()
                 except sa.exc.DBAPIError:
                     pass  # its connection died in the outage, and was invalidated
-                AccessTokens.state().store.dispose()
+                AccessTokens.dispose_connections()
                 db.engine.dispose()
         finally:
             proxy.close()

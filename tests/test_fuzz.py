@@ -132,7 +132,7 @@ def protected(tmp_path: Any) -> Iterator[tuple[Flask, str]]:
         )
         yield app, new.secret
         db.session.remove()
-        tokens.state().store.dispose()
+        tokens.dispose_connections()
         db.engine.dispose()
 
 
@@ -337,7 +337,7 @@ def managed(database_uri: str) -> Iterator[Target]:
         target.rows = counts(db)
         yield target
         db.session.remove()
-        tokens.state().store.dispose()
+        tokens.dispose_connections()
         db.engine.dispose()
 
 

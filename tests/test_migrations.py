@@ -99,7 +99,7 @@ class Migrating:
 
     def dispose(self) -> None:
         with self.app.app_context():
-            AccessTokens.state().store.dispose()
+            AccessTokens.dispose_connections()
             self.db.engine.dispose()
 
 

@@ -61,7 +61,7 @@ def host() -> Iterator[Host]:
         app, db, tokens = make_app(url)  # creates the tables before any worker starts
         with app.app_context():
             yield Host(url, app, db, tokens)
-            AccessTokens.state().store.dispose()
+            AccessTokens.dispose_connections()
             db.session.remove()
             db.engine.dispose()
 

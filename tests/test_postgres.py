@@ -43,7 +43,7 @@ def second_host(database_uri: str) -> Iterator[tuple[Flask, SQLAlchemy, AccessTo
     parts = make_app(database_uri)
     yield parts
     with parts[0].app_context():
-        AccessTokens.state().store.dispose()
+        AccessTokens.dispose_connections()
         parts[1].engine.dispose()
 
 
@@ -106,7 +106,7 @@ def test_server_time_zone_does_not_shift_times(database_uri: str) -> None:
             assert abs(record.expires_at - soon) < timedelta(seconds=1)
     finally:
         with app.app_context():
-            AccessTokens.state().store.dispose()
+            AccessTokens.dispose_connections()
             db.engine.dispose()
 
 

@@ -24,6 +24,7 @@ from flask_accesstokens import AccessToken
 from flask_accesstokens import AccessTokens
 from flask_accesstokens import Resource
 from flask_accesstokens.serialize import token_json
+from flask_accesstokens.state import app_state
 
 #: Everything a repository token may hold, so binding (not scope) decides.
 REPOSITORY_SCOPES = ["repository:write", "repository:admin", "repository:delete",
@@ -164,7 +165,7 @@ def managed(database_uri: str) -> Iterator[tuple[Flask, AccessTokens]]:
     with app.app_context():
         yield app, tokens
         db.session.remove()
-        tokens.state().store.dispose()
+        tokens.dispose_connections()
         db.engine.dispose()
 
 
@@ -251,7 +252,7 @@ def test_another_resources_token_is_not_found(
 
 
 def snapshot(tokens: AccessTokens, ids: list[str]) -> list[dict[str, Any]]:
-    session = tokens.state().db.session
+    session = app_state().db.session
     session.expire_all()
     return [token_json(session.get(AccessToken, i)) for i in ids]
 

@@ -14,6 +14,7 @@ from conftest import bearer
 from conftest import make_app
 from flask import Flask
 from flask import jsonify
+from flask import request
 from flask_sqlalchemy import SQLAlchemy
 
 from flask_accesstokens import AccessToken
@@ -24,6 +25,7 @@ from flask_accesstokens import require_scope
 from flask_accesstokens import tokenformat
 from flask_accesstokens import verify_token_in_request
 from flask_accesstokens.models import utcnow
+from flask_accesstokens.state import app_state
 
 REPO = "/repositories/acme/api"
 BARE = 'Bearer realm="api"'
@@ -128,7 +130,7 @@ def _invalid_secrets(app: Flask, tokens: AccessTokens, secret: str) -> dict[str,
         scopes=["repository"],
         expires_at=utcnow() + timedelta(hours=1),
     )
-    db = AccessTokens.state().db
+    db = app_state().db
     db.session.execute(
         sa.update(AccessToken)
         .where(AccessToken.id == expired.token.id)
@@ -263,19 +265,49 @@ def test_token_bound_to_another_resource_is_403(client: Any, secret: str) -> Non
 # -- OPTIONS, optional auth, overrides ------------------------------------------
 
 
-def test_options_requests_pass_through(app: Flask, secret: str) -> None:
-    @app.route("/cors/<workspace>/<repo_slug>", methods=["GET", "OPTIONS"])
+def test_a_view_that_declares_options_never_runs_without_a_token(app: Flask, secret: str) -> None:
+    ran: list[str] = []
+
+    @app.route("/cors/<workspace>/<repo_slug>", methods=["GET", "POST", "OPTIONS"])
     @require_scope("repository")
     def cors(workspace: str, repo_slug: str) -> Any:
-        return jsonify(token=current_token.id if current_token else None)
+        ran.append(request.method)  # a side effect the view must not have unauthenticated
+        return jsonify(token=current_token.id)
 
     client = app.test_client()
-    response = client.options("/cors/acme/api")
-    assert response.status_code == 200
-    assert response.get_json() == {"token": None}
-    assert client.get("/cors/acme/api").status_code == 401
-    # A preflight never authenticates, even when a header is sent.
-    assert client.options("/cors/acme/api", headers=bearer(secret)).get_json() == {"token": None}
+    for headers in ({}, {"Origin": "https://evil.example"}, bearer("bbat_" + "x" * 49)):
+        assert client.options("/cors/acme/api", headers=headers).status_code == 401
+    assert client.options("/cors/acme/web", headers=bearer(secret)).status_code == 403
+    assert ran == []
+    response = client.options("/cors/acme/api", headers=bearer(secret))
+    assert response.status_code == 200 and ran == ["OPTIONS"]
+
+
+def test_cors_preflights_still_work_with_flask_cors(app: Flask, secret: str) -> None:
+    flask_cors = pytest.importorskip("flask_cors", reason="pip install -e '.[test]'")
+
+    @app.route("/cors-api/<workspace>/<repo_slug>", methods=["GET", "PUT"])
+    @require_scope("repository:write")
+    def cors_api(workspace: str, repo_slug: str) -> Any:
+        return jsonify(ok=True)
+
+    flask_cors.CORS(app, resources={r"/cors-api/*": {"origins": "https://ci.example"}})
+    client = app.test_client()
+    preflight = client.options(
+        "/cors-api/acme/api",
+        headers={
+            "Origin": "https://ci.example",
+            "Access-Control-Request-Method": "PUT",
+            "Access-Control-Request-Headers": "Authorization",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://ci.example"
+    assert "PUT" in preflight.headers["Access-Control-Allow-Methods"]
+    # The actual request still needs the token.
+    put = client.put("/cors-api/acme/api", headers={"Origin": "https://ci.example"})
+    assert put.status_code == 401
+    assert put.headers["Access-Control-Allow-Origin"] == "https://ci.example"
 
 
 def test_automatic_options_needs_no_token(client: Any) -> None:
@@ -358,5 +390,5 @@ def test_the_realm_is_configurable(tmp_path: Any) -> None:
 
 def _close(app: Flask, db: SQLAlchemy) -> None:
     with app.app_context():
-        AccessTokens.state().store.dispose()
+        AccessTokens.dispose_connections()
         db.engine.dispose()

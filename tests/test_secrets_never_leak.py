@@ -37,6 +37,7 @@ import sqlalchemy as sa
 from conftest import basic
 from conftest import bearer
 from conftest import make_app
+from flask import current_app
 from flask import Flask
 from flask import request
 from flask import session
@@ -48,6 +49,7 @@ from flask_accesstokens import Resource
 from flask_accesstokens import signals
 from flask_accesstokens import tokenformat
 from flask_accesstokens.models import TokenEvent
+from flask_accesstokens.pipeline import Pipeline
 from flask_accesstokens.serialize import token_json
 
 ADMIN = "/settings"
@@ -155,7 +157,7 @@ def parts(
     # Every SQL statement and its parameters, whichever way it is sent.
     with app.app_context():
         sa.event.listen(db.engine, "before_cursor_execute", record_sql(recorder))
-    lookup = tokens.state(app).store._lookup
+    lookup = Pipeline.of(app).store
     real_find = lookup.find
 
     def find(digests: list[str]) -> Any:
@@ -169,7 +171,7 @@ def parts(
     with app.app_context():
         yield app, db, tokens
         db.session.remove()
-        tokens.state().store.dispose()
+        tokens.dispose_connections()
         db.engine.dispose()
     for signal, receiver in connected:
         signal.disconnect(receiver, app)
@@ -232,7 +234,7 @@ def use_python_api(rec: Recorder, app: Flask, tokens: AccessTokens) -> dict[str,
             tokens.create_token(**kwargs)
         record_exception(rec, "python: create_token error", raised.value)
 
-    store = AccessTokens.state().store
+    store = Pipeline.of(current_app)
     for attempt in (revoked, rotated_out, forged(secret), secret[:-1] + "x", "bbat_short"):
         with pytest.raises(InvalidToken) as refused:
             store.authenticate(attempt, "198.51.100.7")
@@ -398,7 +400,7 @@ def use_admin_pages(rec: Recorder, app: Flask, token_id: str) -> None:
     again = submit("admin create again", f"{base}/new", form, name="Admin", scopes=["pipeline"])
     assert again.status_code == 303
 
-    [new_id] = [t.id for t in AccessTokens.state().store.search("acme", None, "api").items
+    [new_id] = [t.id for t in AccessTokens.service().search("acme", None, "api").items
                 if t.name == "Admin"]  # fmt: skip
     confirm = page("admin confirm rotate", f"{base}/{new_id}/rotate")
     submit("admin rotate", f"{base}/{new_id}/rotate", confirm, reveals=True)

@@ -23,9 +23,7 @@ def test_in_memory_database_keeps_the_apps_pending_work() -> None:
         new = tokens.create_token(
             name="CI", workspace="acme", repository="api", scopes=["repository"]
         )
-        with app.test_request_context(
-            "/repositories/acme/api", headers=bearer(new.secret)
-        ) as ctx:
+        with app.test_request_context("/repositories/acme/api", headers=bearer(new.secret)) as ctx:
             ctx.request.view_args = {"workspace": "acme", "repo_slug": "api"}
             db.session.execute(sa.text("INSERT INTO notes VALUES ('kept')"))
             assert verify_token_in_request("repository") is not None
@@ -68,5 +66,5 @@ def test_recording_use_does_not_wait_on_a_held_write_lock(tmp_path: Any) -> None
         assert response.status_code == 200
         assert elapsed < 2.0
         db.session.remove()
-        tokens.state(app).store.dispose()
+        tokens.dispose_connections(app)
         db.engine.dispose()

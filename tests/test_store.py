@@ -13,11 +13,13 @@ import pytest
 import sqlalchemy as sa
 from conftest import bearer
 from conftest import make_app
+from flask import current_app
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
 from flask_accesstokens import AccessTokens
 from flask_accesstokens import NewToken
+from flask_accesstokens import TokenConflict
 from flask_accesstokens import TokenEvent
 from flask_accesstokens import TokenValidationError
 from flask_accesstokens.models import utcnow
@@ -35,7 +37,7 @@ def counts(db: SQLAlchemy) -> dict[str, int]:
 
 def close(app: Flask, db: SQLAlchemy) -> None:
     with app.app_context():
-        AccessTokens.state().store.dispose()
+        AccessTokens.dispose_connections()
         db.engine.dispose()
 
 
@@ -319,7 +321,7 @@ def test_rotate_with_grace_keeps_both_secrets_for_the_window(
     assert client.get(REPO, headers=bearer(new.secret)).status_code == 200
 
     later = utcnow() + timedelta(minutes=6)
-    monkeypatch.setattr("flask_accesstokens.store.utcnow", lambda: later)
+    monkeypatch.setattr("flask_accesstokens.pipeline.utcnow", lambda: later)
     assert client.get(REPO, headers=bearer(old.secret)).status_code == 401
     assert client.get(REPO, headers=bearer(new.secret)).status_code == 401
     db.session.remove()
@@ -349,7 +351,7 @@ def test_rotate_refusals(app: Flask, tokens: AccessTokens) -> None:
         tokens.rotate_token(live.token.id, grace=timedelta(seconds=-1))
     dead = repo_token(tokens)
     tokens.revoke_token(dead.token.id)
-    with pytest.raises(ValueError):
+    with pytest.raises(TokenConflict, match="revoked"):
         tokens.rotate_token(dead.token.id)
 
 
@@ -363,7 +365,7 @@ def test_expired_tokens_are_refused(
     new = repo_token(tokens, expires_at=utcnow() + timedelta(hours=1))
     assert client.get(REPO, headers=bearer(new.secret)).status_code == 200
     later = utcnow() + timedelta(hours=1, seconds=1)
-    monkeypatch.setattr("flask_accesstokens.store.utcnow", lambda: later)
+    monkeypatch.setattr("flask_accesstokens.pipeline.utcnow", lambda: later)
     response = client.get(REPO, headers=bearer(new.secret))
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == 'Bearer realm="api", error="invalid_token"'
@@ -441,7 +443,7 @@ def test_tokens_survive_a_secret_key_rotation(database_uri: str) -> None:
         # Without the fallback, the old key's digests match nothing.
         assert forgot.test_client().get(REPO, headers=bearer(new.secret)).status_code == 401
         with rotated.app_context():
-            fresh = repo_token(AccessTokens.state().extension)
+            fresh = repo_token(current_app.extensions["accesstokens"])
         assert forgot.test_client().get(REPO, headers=bearer(fresh.secret)).status_code == 200
     finally:
         close(rotated, db)

@@ -27,12 +27,14 @@ from typing import Any
 
 import pytest
 from conftest import bearer
+from flask import current_app
 from flask import Flask
 
 from flask_accesstokens import AccessTokens
 from flask_accesstokens import InvalidToken
 from flask_accesstokens import token_rejected
 from flask_accesstokens import tokenformat
+from flask_accesstokens.pipeline import Pipeline
 
 #: Attempts of each kind in the timing tests.
 SAMPLES = 2000
@@ -67,22 +69,22 @@ def secret(tokens: AccessTokens) -> str:
 @pytest.fixture
 def lookups(app: Flask, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """Every digest list the store looks up, as the store passes it."""
-    store = AccessTokens.state().store
+    store = Pipeline.of(current_app)
     calls: list[list[str]] = []
-    real = store._lookup.find
+    real = store.store.find
 
     def find(digests: list[str]) -> Any:
         calls.append(list(digests))
         return real(digests)
 
-    monkeypatch.setattr(store._lookup, "find", find)
+    monkeypatch.setattr(store.store, "find", find)
     return calls
 
 
 def rejection(app: Flask, attempt: str) -> tuple[Any, ...]:
     """What refusing ``attempt`` does: the exception, and the signal's
     arguments (reason and token)."""
-    store = AccessTokens.state().store
+    store = Pipeline.of(current_app)
     seen: list[dict[str, Any]] = []
 
     def receive(sender: Any, **kwargs: Any) -> None:
@@ -97,7 +99,7 @@ def rejection(app: Flask, attempt: str) -> tuple[Any, ...]:
 def test_wrong_secret_and_unknown_token_take_one_path(
     app: Flask, secret: str, lookups: list[list[str]]
 ) -> None:
-    store = AccessTokens.state().store
+    store = Pipeline.of(current_app)
     wrong, never = forge(secret), unknown()
     assert tokenformat.is_well_formed(wrong, "bbat") and wrong != secret
 
@@ -105,8 +107,8 @@ def test_wrong_secret_and_unknown_token_take_one_path(
     # One lookup each, with one digest per key (here one key), and no other
     # query: nothing looks the token up "by id" first.
     assert [len(digests) for digests in lookups] == [1, 1]
-    assert lookups[0] == store.digester.candidates(wrong)
-    assert lookups[1] == store.digester.candidates(never)
+    assert lookups[0] == store.state.digester.candidates(wrong)
+    assert lookups[1] == store.state.digester.candidates(never)
     # The reason reaches signals only, and it is the same for both.
     assert rejection(app, wrong)[2] == [
         {"reason": "unknown", "token_id": None, "client": "203.0.113.9"}
@@ -184,7 +186,7 @@ def test_timing_distributions_overlap(app: Flask, secret: str) -> None:
     ten of them; a path that skipped or added the lookup (as malformed
     tokens do) lands near 0 or 1, as the control below shows.
     """
-    store = AccessTokens.state().store
+    store = Pipeline.of(current_app)
 
     def authenticate(attempt: str) -> None:
         try:

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from blinker import Signal
 from conftest import bearer
 from conftest import make_app
+from flask import current_app
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.exc import OperationalError
@@ -30,6 +31,7 @@ from flask_accesstokens import token_revoked
 from flask_accesstokens import token_rotated
 from flask_accesstokens import TokenEvent
 from flask_accesstokens.models import utcnow
+from flask_accesstokens.pipeline import Pipeline
 
 REPO = "/repositories/acme/api"
 
@@ -84,7 +86,7 @@ def test_last_used_is_written_once_per_resolution(
     assert first is not None and ip == "127.0.0.1"
 
     later = utcnow() + timedelta(minutes=1, seconds=1)
-    monkeypatch.setattr("flask_accesstokens.store.utcnow", lambda: later)
+    monkeypatch.setattr("flask_accesstokens.pipeline.utcnow", lambda: later)
     with count_token_updates(db) as updates:
         for _ in range(3):
             response = client.get(
@@ -97,7 +99,7 @@ def test_last_used_is_written_once_per_resolution(
     assert ip == "203.0.113.7"
     with app.app_context():
         db.session.remove()
-        record = AccessTokens.state().store.get(token_id)
+        record = AccessTokens.service().get(token_id)
         assert record.last_used_at == later
         assert record.last_used_ip == "203.0.113.7"
 
@@ -136,7 +138,7 @@ def test_last_used_is_not_written_when_the_token_is_refused(
     )
     expiring_id = expiring.token.id
     later = utcnow() + timedelta(minutes=6)
-    monkeypatch.setattr("flask_accesstokens.store.utcnow", lambda: later)
+    monkeypatch.setattr("flask_accesstokens.pipeline.utcnow", lambda: later)
     with count_token_updates(db) as updates:
         assert client.get(REPO, headers=bearer(revoked.secret)).status_code == 401
         assert client.get(REPO, headers=bearer(expiring.secret)).status_code == 401
@@ -364,7 +366,7 @@ def test_unknown_and_expired_rejections(
     )
     expiring_id = expiring.token.id
     later = utcnow() + timedelta(minutes=2)
-    monkeypatch.setattr("flask_accesstokens.store.utcnow", lambda: later)
+    monkeypatch.setattr("flask_accesstokens.pipeline.utcnow", lambda: later)
     with recording(app, token_rejected) as seen:
         client.get(REPO, headers=bearer(tokenformat.generate("bbat")))
         client.get(REPO, headers=bearer(expiring.secret))
@@ -461,7 +463,7 @@ def test_secrets_never_reach_the_logs(
 
 def test_secrets_never_reach_exception_messages(app: Flask, tokens: AccessTokens) -> None:
     new = tokens.create_token(name="CI", workspace="acme", repository="api", scopes=["repository"])
-    store = AccessTokens.state().store
+    store = Pipeline.of(current_app)
     tokens.revoke_token(new.token.id)
     for presented in (new.secret, new.secret[:-1] + "0", new.secret + "x"):
         with pytest.raises(Exception) as info:
@@ -473,5 +475,5 @@ def test_secrets_never_reach_exception_messages(app: Flask, tokens: AccessTokens
 
 def _close(app: Flask, db: SQLAlchemy) -> None:
     with app.app_context():
-        AccessTokens.state().store.dispose()
+        AccessTokens.dispose_connections()
         db.engine.dispose()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import threading
 from collections.abc import Callable
@@ -41,7 +42,7 @@ def app_config(folder: Path) -> dict[str, Any]:
 def close(app: Flask) -> None:
     with app.app_context():
         db.session.remove()
-        AccessTokens.state().store.dispose()
+        AccessTokens.dispose_connections()
         db.engine.dispose()
 
 
@@ -111,16 +112,26 @@ def basic() -> Headers:
     return headers
 
 
+def form_csrf_token(client: FlaskClient, path: str = "/login") -> str:
+    """The CSRF token a page renders into its forms, as a browser would send it."""
+    page = client.get(path)
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert found is not None, f"{path} renders no CSRF token"
+    return found.group(1)
+
+
 @pytest.fixture
 def login(host_client: FlaskClient) -> Callable[[str], None]:
     """Sign in through the login form, as a browser would."""
 
     def sign_in(username: str, password: str = "demo") -> None:
-        host_client.get("/login")
-        with host_client.session_transaction() as session:
-            csrf = session["csrf_token"]
         response = host_client.post(
-            "/login", data={"username": username, "password": password, "csrf_token": csrf}
+            "/login",
+            data={
+                "username": username,
+                "password": password,
+                "csrf_token": form_csrf_token(host_client),
+            },
         )
         assert response.status_code == 302, response.text
 
@@ -131,13 +142,7 @@ def login(host_client: FlaskClient) -> Callable[[str], None]:
 def csrf(host_client: FlaskClient) -> Callable[[], str]:
     def current() -> str:
         """The form token of the session, as a page the user just opened would carry."""
-        with host_client.session_transaction() as session:
-            token = session.get("csrf_token")
-        if token is None:
-            host_client.get("/login")  # every page renders it; sign-in starts a new session
-            with host_client.session_transaction() as session:
-                token = session["csrf_token"]
-        return str(token)
+        return form_csrf_token(host_client)
 
     return current
 

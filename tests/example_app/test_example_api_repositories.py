@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -158,12 +159,11 @@ def test_create_repository_validation(
     assert default.get_json()["project"]["key"] == "API"
 
 
-def test_creating_in_a_missing_workspace_is_404(
-    host_client: FlaskClient, mint: Mint, bearer: Headers
-) -> None:
-    secret = mint("repository:admin", workspace="ghost")
-    response = host_client.post("/2.0/repositories/ghost/x", json={}, headers=bearer(secret))
-    assert response.status_code == 404
+def test_no_token_can_be_made_for_a_missing_workspace(mint: Mint) -> None:
+    # A workspace that does not exist has no plan, so it gets no tokens: a
+    # typo cannot make a token that works nowhere.
+    with pytest.raises(ValueError, match="ghost"):
+        mint("repository:admin", workspace="ghost")
 
 
 def test_project_token_cannot_create_repositories(

@@ -43,9 +43,14 @@ def test_other_workspace_is_403(host_client: FlaskClient, mint: Mint, bearer: He
     )
 
 
-def test_missing_workspace_is_404(host_client: FlaskClient, mint: Mint, bearer: Headers) -> None:
-    secret = mint("account", workspace="ghost")
-    assert host_client.get("/2.0/workspaces/ghost", headers=bearer(secret)).status_code == 404
+def test_missing_workspace_answers_like_another_workspace(
+    host_client: FlaskClient, mint: Mint, bearer: Headers
+) -> None:
+    secret = mint("account")
+    ghost = host_client.get("/2.0/workspaces/ghost", headers=bearer(secret))
+    other = host_client.get("/2.0/workspaces/hobby", headers=bearer(secret))
+    assert ghost.status_code == other.status_code == 403
+    assert ghost.get_json() == other.get_json()
 
 
 def test_project(host_client: FlaskClient, mint: Mint, bearer: Headers) -> None:

@@ -11,11 +11,7 @@ pytest_plugins = ["example_app_fixtures"]
 
 Mint = Callable[..., str]
 Headers = Callable[[str], dict[str, str]]
-
-
-def csrf_from_session(client: FlaskClient) -> str:
-    with client.session_transaction() as session:
-        return str(session["csrf_token"])
+Csrf = Callable[[], str]
 
 
 def test_login_page(host_client: FlaskClient) -> None:
@@ -24,33 +20,33 @@ def test_login_page(host_client: FlaskClient) -> None:
     assert 'name="password"' in response.text
 
 
-def test_login_and_logout(host_client: FlaskClient) -> None:
+def test_login_and_logout(host_client: FlaskClient, csrf: Csrf) -> None:
     host_client.get("/login")
     response = host_client.post(
         "/login?next=/acme/",
         data={
             "username": "alice",
             "password": "demo",
-            "csrf_token": csrf_from_session(host_client),
+            "csrf_token": csrf(),
         },
     )
     assert response.status_code == 302
     assert response.headers["Location"] == "/acme/"
     assert "Acme Corp" in host_client.get("/").text
 
-    response = host_client.post("/logout", data={"csrf_token": csrf_from_session(host_client)})
+    response = host_client.post("/logout", data={"csrf_token": csrf()})
     assert response.status_code == 302
     assert host_client.get("/").status_code == 302
 
 
-def test_wrong_password(host_client: FlaskClient) -> None:
+def test_wrong_password(host_client: FlaskClient, csrf: Csrf) -> None:
     host_client.get("/login")
     response = host_client.post(
         "/login",
         data={
             "username": "alice",
             "password": "nope",
-            "csrf_token": csrf_from_session(host_client),
+            "csrf_token": csrf(),
         },
     )
     assert response.status_code == 401
@@ -59,14 +55,14 @@ def test_wrong_password(host_client: FlaskClient) -> None:
         assert "user_id" not in session
 
 
-def test_unknown_user(host_client: FlaskClient) -> None:
+def test_unknown_user(host_client: FlaskClient, csrf: Csrf) -> None:
     host_client.get("/login")
     response = host_client.post(
         "/login",
         data={
             "username": "mallory",
             "password": "demo",
-            "csrf_token": csrf_from_session(host_client),
+            "csrf_token": csrf(),
         },
     )
     assert response.status_code == 401
@@ -81,7 +77,7 @@ def test_login_needs_the_form_csrf_token(host_client: FlaskClient) -> None:
 
 
 @pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/", "/\\evil.example"])
-def test_no_open_redirect_after_login(host_client: FlaskClient, target: str) -> None:
+def test_no_open_redirect_after_login(host_client: FlaskClient, csrf: Csrf, target: str) -> None:
     host_client.get("/login")
     response = host_client.post(
         "/login",
@@ -89,7 +85,7 @@ def test_no_open_redirect_after_login(host_client: FlaskClient, target: str) -> 
         data={
             "username": "alice",
             "password": "demo",
-            "csrf_token": csrf_from_session(host_client),
+            "csrf_token": csrf(),
         },
     )
     assert response.status_code == 302
@@ -121,7 +117,9 @@ def test_access_token_cannot_sign_in(
         assert "user_id" not in session
 
 
-def test_token_as_password_does_not_sign_in(host_client: FlaskClient, mint: Mint) -> None:
+def test_token_as_password_does_not_sign_in(
+    host_client: FlaskClient, csrf: Csrf, mint: Mint
+) -> None:
     secret = mint("repository", repository="api")
     host_client.get("/login")
     for username in ("x-token-auth", "alice"):
@@ -130,7 +128,7 @@ def test_token_as_password_does_not_sign_in(host_client: FlaskClient, mint: Mint
             data={
                 "username": username,
                 "password": secret,
-                "csrf_token": csrf_from_session(host_client),
+                "csrf_token": csrf(),
             },
         )
         assert response.status_code == 401

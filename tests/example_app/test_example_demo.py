@@ -73,11 +73,68 @@ def test_demo_command_seeds_prints_and_serves(
     assert "http://127.0.0.1:5055/login" in out
     assert re.search(r"git clone http://x-token-auth:bbat_\S+@127\.0\.0\.1:5055/acme/api\.git", out)
     assert out.count("curl -i -H 'Authorization: Bearer bbat_") == 7
-    assert "-m example_app access-tokens revoke " in out
+    revoke = [line for line in out.splitlines() if " access-tokens revoke " in line]
+    assert revoke == [demo.revoke_command(minted_ids(host_app)[0])]
+    assert revoke[0].startswith(f"cd {shlex.quote(str(REPO_ROOT))} && ")
     with host_app.app_context():
         assert len(tokens.list_tokens("acme", repository="api")) == 2
         assert len(tokens.list_tokens("acme", project="API")) == 2
         assert len(tokens.list_tokens("acme")) == 2
+
+
+def minted_ids(app: Flask) -> list[str]:
+    """Ids of the demo's repository tokens, newest first."""
+    with app.app_context():
+        return [t.id for t in tokens.list_tokens("acme", repository="api")]
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port another program listens on."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        yield int(other.getsockname()[1])
+
+
+def test_demo_on_a_taken_port_names_the_option_and_prints_nothing(
+    host_app: Flask, monkeypatch: pytest.MonkeyPatch, taken_port: int
+) -> None:
+    served: list[int] = []
+    monkeypatch.setattr(demo, "serve", lambda app, port: served.append(port))
+    result = host_app.test_cli_runner().invoke(args=["demo", "--port", str(taken_port)])
+    assert result.exit_code == 1
+    assert f"Port {taken_port} on 127.0.0.1 is already in use" in result.output
+    assert "--port" in result.output
+    for printed in ("bbat_", "curl", "Sign in", "demo/"):
+        assert printed not in result.output
+    assert served == []
+    assert minted_ids(host_app) == []
+
+
+def test_demo_process_on_a_taken_port_fails_clearly(tmp_path: Path, taken_port: int) -> None:
+    env = {
+        **os.environ,
+        "FLASK_SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'demo.sqlite'}",
+        "FLASK_GIT_ROOT": str(tmp_path / "git"),
+        "FLASK_SECRET_KEY": "demo test key",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "example_app", "demo", "--port", str(taken_port)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "--port" in result.stderr
+    assert "bbat_" not in result.stdout + result.stderr
+
+
+def test_free_port_is_free(taken_port: int) -> None:
+    assert demo.port_in_use(taken_port)
+    assert not demo.port_in_use(free_port())
 
 
 def test_seed_demo_is_idempotent(host_app: Flask) -> None:
@@ -184,8 +241,11 @@ def test_readme_story_with_curl(demo_process: tuple[Path, int, dict[str, str]]) 
             expected = int(lines[index - 1].removeprefix("# ")[:3])
             assert statuses[-1] == expected, lines[index - 1]
         elif " -m example_app access-tokens revoke " in line:
+            # Pasted somewhere else than the checkout: the line finds its way.
+            elsewhere = output.parent / "elsewhere"
+            elsewhere.mkdir()
             revoked = subprocess.run(
-                shlex.split(line), cwd=REPO_ROOT, env=env, capture_output=True, timeout=60
+                ["bash", "-c", line], cwd=elsewhere, env=env, capture_output=True, timeout=60
             )
             assert revoked.returncode == 0, revoked.stderr
     assert statuses == [200, 403, 403, 200, 200, 200, 401]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import pytest
@@ -63,25 +64,46 @@ def test_missing_project_page_is_404(host_client: FlaskClient, login: Login) -> 
 
 
 @pytest.mark.parametrize(("path", "tokens_url"), SETTINGS.items())
-def test_admin_settings_embed_the_token_pages(
+def test_admin_settings_lead_to_the_token_pages_in_the_app_layout(
     host_client: FlaskClient, login: Login, path: str, tokens_url: str
 ) -> None:
     login("alice")
     response = host_client.get(path)
     assert response.status_code == 200
-    assert f'<iframe src="{tokens_url}"' in response.text
+    assert f'href="{tokens_url}"' in response.text
+    assert "<iframe" not in response.text
+
+    tokens_page = host_client.get(tokens_url)
+    assert tokens_page.status_code == 200
+    page = tokens_page.text
+    # The app's own header and sign-out form, the extension's page inside it,
+    # one heading, and the way back to the settings page.
+    assert "Example code host</strong>" in page
+    assert "Sign out" in page
+    assert page.count("<h1") == 1
+    assert "<h1>Access tokens</h1>" in page
+    assert f'href="{path}"' in page
+    assert 'name="viewport"' in page
+    assert "accesstokens.css" in page
 
 
-@pytest.mark.parametrize(
-    "path", ["/hobby/workspace/projects/HOB/settings", "/hobby/workspace/settings"]
-)
-def test_free_workspaces_offer_only_repository_tokens(
-    host_client: FlaskClient, login: Login, path: str
+def test_token_pages_use_the_one_csrf_mechanism(
+    host_client: FlaskClient, login: Login, csrf: Callable[[], str]
 ) -> None:
+    """The extension's forms inside the app's layout post with the same Flask-WTF token."""
     login("alice")
-    page = host_client.get(path).text
-    assert "<iframe" not in page
-    assert "Premium plan" in page
+    new = "/admin/repositories/acme/api/access-tokens/new"
+    form = host_client.get(new).text
+    form_id = re.search(r'name="form_id" value="([^"]+)"', form)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form)
+    assert form_id is not None and token is not None
+    data = {"name": "from the page", "scopes": "repository", "form_id": form_id.group(1)}
+    refused = host_client.post(new, data=data)
+    assert refused.status_code == 400
+    created = host_client.post(new, data={**data, "csrf_token": token.group(1)})
+    assert created.status_code == 200, created.text
+    assert "bbat_" in created.text
+    assert "I have copied the token" in created.text
 
 
 @pytest.mark.parametrize("path", [p for p in SETTINGS if p.startswith("/acme")])

@@ -1,0 +1,469 @@
+"""The management service: every operation on tokens, each in one place with
+its validation, plan gating, audit and signals.
+
+It has no notion of who is calling. The JSON API and the admin pages decide
+who may manage (``web.py``), the CLI and the Python API act as operator; all
+of them parse their input, call this service and render what it returns.
+Every write commits its own transaction through the app's session, so a
+token works, or stops working, for every worker as soon as the call returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import timedelta
+from typing import cast
+
+import sqlalchemy as sa
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from . import signals
+from . import tokenformat
+from .config import MAX_ROTATION_GRACE
+from .errors import PlanRestriction
+from .errors import TokenConflict
+from .errors import TokenValidationError
+from .errors import UnknownResource
+from .models import AccessToken
+from .models import as_utc
+from .models import NAME_MAX_LENGTH
+from .models import TokenEvent
+from .models import TokenSecret
+from .models import utcnow
+from .resources import Resource
+from .scopes import TOKEN_TYPES
+from .state import AppState
+from .state import SERVICE_KEY
+from .tokens import NewToken
+
+STATES = ("active", "revoked", "expired")
+#: Longest resource name, as the columns hold it.
+RESOURCE_NAME_MAX_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a search, newest first."""
+
+    items: Sequence[AccessToken]
+    total: int
+    page: int
+    pagelen: int
+
+    @property
+    def has_next(self) -> bool:
+        return self.page * self.pagelen < self.total
+
+
+class TokenService:
+    """Token management for one app."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        self.app = state.app
+        self.settings = state.settings
+        self.catalog = state.catalog
+
+    @staticmethod
+    def of(app: Flask) -> TokenService:
+        return cast(TokenService, app.extensions[SERVICE_KEY])
+
+    @property
+    def session(self) -> Session:
+        return self.state.db.session  # type: ignore[return-value]
+
+    # -- create ------------------------------------------------------------------
+
+    def create(
+        self,
+        *,
+        name: str,
+        workspace: str,
+        scopes: Iterable[str],
+        project: str | None = None,
+        repository: str | None = None,
+        created_by: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> NewToken:
+        """Validate everything, then write token, digest and audit row in one
+        transaction. Raises :class:`TokenValidationError` (a ValueError naming
+        the field), :class:`UnknownResource` or :class:`PlanRestriction`, and
+        writes nothing, when anything is wrong."""
+        name = check_name(name)
+        resource = check_resource(workspace, project, repository)
+        if isinstance(scopes, str):
+            raise TokenValidationError("scopes", "must be a list of scope names, not a string")
+        try:
+            granted = self.catalog.validate(resource.type, scopes)
+        except ValueError as e:
+            raise TokenValidationError("scopes", str(e).removeprefix("scopes: ")) from None
+        now = utcnow()
+        expires_at = self.check_expiry(expires_at, now)
+        self.check_plan(resource)
+        self.check_exists(resource)
+        token = AccessToken(
+            id=tokenformat.new_id(),
+            name=name,
+            type=resource.type,
+            workspace=resource.workspace,
+            project=resource.project,
+            repository=resource.repository,
+            scopes=granted,
+            created_at=now,
+            created_by=created_by,
+            expires_at=expires_at,
+            generation=0,
+        )
+        secret = self._add_secret(token, now)
+        self._audit("created", token, actor=created_by)
+        self._commit()
+        signals.token_created.send(self.app, token=token, actor=created_by)
+        return NewToken(secret, self._detached(token))
+
+    def check_expiry(
+        self, expires_at: datetime | None, now: datetime | None = None
+    ) -> datetime | None:
+        """Expiry is optional unless ``ACCESSTOKENS_MAX_LIFETIME`` bounds it."""
+        now = now or utcnow()
+        limit = self.settings.max_lifetime
+        if expires_at is None:
+            if limit is not None:
+                raise TokenValidationError(
+                    "expires_at", f"required: tokens may live at most {_days(limit)}"
+                )
+            return None
+        if not isinstance(expires_at, datetime) or expires_at.tzinfo is None:
+            raise TokenValidationError("expires_at", "must be a timezone-aware datetime")
+        if expires_at <= now:
+            raise TokenValidationError("expires_at", "must be in the future")
+        if limit is not None and expires_at > now + limit:
+            raise TokenValidationError(
+                "expires_at", f"must be within {_days(limit)} of now (ACCESSTOKENS_MAX_LIFETIME)"
+            )
+        return as_utc(expires_at)
+
+    # -- plan gating and existence ---------------------------------------------------
+
+    def allowed_token_types(self, workspace: str) -> tuple[str, ...]:
+        """The token types the workspace's plan includes."""
+        loader = self.state.callbacks.allowed_types_loader
+        if loader is None:
+            return TOKEN_TYPES
+        allowed = set(self.state.call(loader, workspace))
+        return tuple(t for t in TOKEN_TYPES if t in allowed)
+
+    def plan_refusal(self, resource: Resource) -> str | None:
+        """Why ``resource`` cannot get new tokens on its workspace's plan, or
+        None when it can: the one plan-gating decision, for every surface."""
+        allowed = self.allowed_token_types(resource.workspace)
+        if resource.type in allowed:
+            return None
+        message = (
+            f"{resource.type.capitalize()} access tokens are not available on the plan of"
+            f" workspace {resource.workspace}."
+        )
+        if allowed:
+            message += f" It can use {' and '.join(allowed)} access tokens."
+        return message
+
+    def check_plan(self, resource: Resource) -> None:
+        refusal = self.plan_refusal(resource)
+        if refusal is not None:
+            raise PlanRestriction(refusal, self.allowed_token_types(resource.workspace))
+
+    def check_exists(self, resource: Resource) -> None:
+        """Refuse tokens for resources the app says do not exist: such a token
+        would work nowhere. Without a ``resource_exists`` callback, anything goes."""
+        exists = self.state.callbacks.resource_exists
+        if exists is not None and not self.state.call(exists, resource):
+            raise UnknownResource(resource.type, f"There is no {resource.type} {resource}.")
+
+    # -- read ------------------------------------------------------------------------
+
+    def get(self, token_id: str) -> AccessToken | None:
+        if not isinstance(token_id, str) or not tokenformat.is_id(token_id):
+            return None
+        return self.session.get(AccessToken, token_id)
+
+    def get_on(self, resource: Resource, token_id: str) -> AccessToken | None:
+        """The token, if it is bound to exactly ``resource``: surfaces answer
+        another resource's token like one that does not exist."""
+        token = self.get(token_id)
+        if token is None or resource_of(token) != resource:
+            return None
+        return token
+
+    def search(
+        self,
+        workspace: str,
+        project: str | None = None,
+        repository: str | None = None,
+        *,
+        exact: bool = True,
+        token_type: str | None = None,
+        state: str | None = None,
+        q: str | None = None,
+        never_used: bool = False,
+        last_used_before: datetime | None = None,
+        page: int = 1,
+        pagelen: int | None = None,
+    ) -> Page:
+        """Tokens of one resource (``exact``), or of everything in a workspace,
+        newest first, filtered and paginated."""
+        t = AccessToken
+        query = sa.select(t).where(t.workspace == workspace)
+        if exact:
+            query = query.where(
+                t.project.is_(None) if project is None else t.project == project,
+                t.repository.is_(None) if repository is None else t.repository == repository,
+            )
+        if token_type is not None:
+            if token_type not in TOKEN_TYPES:
+                raise TokenValidationError("type", f"must be one of {', '.join(TOKEN_TYPES)}")
+            query = query.where(t.type == token_type)
+        now = utcnow()
+        if state == "active":
+            query = query.where(
+                t.revoked_at.is_(None), sa.or_(t.expires_at.is_(None), t.expires_at > now)
+            )
+        elif state == "revoked":
+            query = query.where(t.revoked_at.is_not(None))
+        elif state == "expired":
+            query = query.where(t.revoked_at.is_(None), t.expires_at <= now)
+        elif state is not None:
+            raise TokenValidationError("state", f"must be one of {', '.join(STATES)}")
+        if q:
+            escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(t.name.ilike(f"%{escaped}%", escape="\\"))
+        if never_used:
+            query = query.where(t.last_used_at.is_(None))
+        if last_used_before is not None:
+            query = query.where(sa.or_(t.last_used_at.is_(None), t.last_used_at < last_used_before))
+        total = self.session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
+        query = query.order_by(t.created_at.desc(), t.id.desc())
+        if pagelen is not None:
+            query = query.limit(pagelen).offset((page - 1) * pagelen)
+        items = self.session.scalars(query).all()
+        return Page(items, total or 0, page, pagelen or len(items))
+
+    def events(self, token_id: str | None = None, limit: int = 100) -> Sequence[TokenEvent]:
+        """The audit log, newest first."""
+        query = sa.select(TokenEvent).order_by(TokenEvent.id.desc()).limit(limit)
+        if token_id is not None:
+            query = query.where(TokenEvent.token_id == token_id)
+        return self.session.scalars(query).all()
+
+    # -- revoke --------------------------------------------------------------------------
+
+    def revoke(self, token_id: str, revoked_by: str | None = None) -> AccessToken | None:
+        """Revoke now, for every worker. Idempotent: revoking twice keeps the
+        first time and actor. None if there is no such token."""
+        token = self.get(token_id)
+        if token is None or token.revoked_at is not None:
+            return token
+        self._revoke(token, revoked_by, "revoked")
+        self._commit()
+        signals.token_revoked.send(self.app, token=token, actor=revoked_by)
+        return token
+
+    def revoke_resource(
+        self,
+        workspace: str,
+        project: str | None = None,
+        repository: str | None = None,
+        revoked_by: str | None = None,
+    ) -> int:
+        """A resource is gone: so are the tokens bound to it. Deleting a
+        workspace takes every token in it. Returns how many were revoked."""
+        resource = check_resource(workspace, project, repository)
+        t = AccessToken
+        query = sa.select(t).where(t.workspace == workspace, t.revoked_at.is_(None))
+        if resource.type == "repository":
+            query = query.where(t.type == "repository", t.repository == repository)
+        elif resource.type == "project":
+            query = query.where(t.type == "project", t.project == project)
+        revoked = list(self.session.scalars(query))
+        for token in revoked:
+            self._revoke(token, revoked_by, "resource deleted")
+        self._commit()
+        for token in revoked:
+            signals.token_revoked.send(self.app, token=token, actor=revoked_by)
+        return len(revoked)
+
+    # -- rotate ------------------------------------------------------------------------------
+
+    def rotate(
+        self, token_id: str, rotated_by: str | None = None, grace: timedelta | None = None
+    ) -> NewToken | None:
+        """A new secret for the same token; the old one keeps working for the
+        grace window, then counts as reused if presented. None if there is no
+        such token; :class:`TokenConflict` if it is not active, or if another
+        rotation committed since it was read (compare-and-set on the
+        generation: overlapping rotations cannot both succeed)."""
+        grace = self.settings.rotation_grace if grace is None else grace
+        if not isinstance(grace, timedelta) or not timedelta(0) <= grace <= MAX_ROTATION_GRACE:
+            raise TokenValidationError("grace", "must be between 0 and 30 minutes")
+        token = self.get(token_id)
+        if token is None:
+            return None
+        if not token.is_active:
+            raise TokenConflict(
+                f"A {token.state} access token cannot be rotated; create a new one."
+            )
+        self.check_plan(resource_of(token))
+        generation = token.generation
+        now = utcnow()
+        t = AccessToken
+        swapped = self.session.execute(  # type: ignore[attr-defined]
+            sa.update(t)
+            .where(t.id == token.id, t.generation == generation, t.revoked_at.is_(None))
+            .values(generation=generation + 1, rotated_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if swapped != 1:
+            self.session.rollback()
+            raise TokenConflict(
+                "This access token was rotated or revoked at the same time; reload and try again."
+            )
+        self.session.execute(
+            sa.update(TokenSecret)
+            .where(TokenSecret.token_id == token.id, TokenSecret.valid_until.is_(None))
+            .values(valid_until=now + grace)
+            .execution_options(synchronize_session=False)
+        )
+        secret = self._add_secret(token, now)
+        self._audit(
+            "rotated", token, actor=rotated_by, detail=f"grace={int(grace.total_seconds())}s"
+        )
+        self._commit()
+        signals.token_rotated.send(self.app, token=token, actor=rotated_by, grace_until=now + grace)
+        return NewToken(secret, self._detached(token))
+
+    # -- prune ----------------------------------------------------------------------------------
+
+    def prune(self, older_than: timedelta, *, dry_run: bool = False) -> list[AccessToken]:
+        """Delete tokens revoked or expired more than ``older_than`` ago. The
+        audit log keeps their history."""
+        cutoff = utcnow() - older_than
+        t = AccessToken
+        query = sa.select(t).where(
+            sa.or_(
+                t.revoked_at < cutoff,
+                sa.and_(t.revoked_at.is_(None), t.expires_at < cutoff),
+            )
+        )
+        doomed = list(self.session.scalars(query))
+        if dry_run or not doomed:
+            return doomed
+        ids = [token.id for token in doomed]
+        for token in doomed:
+            self._audit("pruned", token, actor="prune")
+            # Detached with what was loaded, so callers can still describe them.
+            self.session.expunge(token)
+        self.session.execute(sa.delete(TokenSecret).where(TokenSecret.token_id.in_(ids)))
+        self.session.execute(sa.delete(AccessToken).where(AccessToken.id.in_(ids)))
+        self._commit()
+        return doomed
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _add_secret(self, token: AccessToken, now: datetime) -> str:
+        secret = tokenformat.generate(self.settings.token_prefix)
+        token.hint = tokenformat.hint(secret)
+        self.session.add(token)
+        self.session.add(
+            TokenSecret(
+                digest=self.state.digester.digest(secret), token_id=token.id, created_at=now
+            )
+        )
+        return secret
+
+    def _audit(
+        self, action: str, token: AccessToken, actor: str | None, detail: str | None = None
+    ) -> None:
+        self.session.add(
+            TokenEvent(
+                at=utcnow(),
+                action=action,
+                token_id=token.id,
+                actor=actor,
+                workspace=token.workspace,
+                project=token.project,
+                repository=token.repository,
+                detail=detail,
+            )
+        )
+
+    def _revoke(self, token: AccessToken, actor: str | None, why: str) -> None:
+        token.revoked_at = utcnow()
+        token.revoked_by = actor
+        self._audit("revoked", token, actor=actor, detail=why)
+
+    def _detached(self, token: AccessToken) -> AccessToken:
+        """The record as committed, readable after later commits and outside
+        the app context: a value to show, not a handle to change."""
+        self.session.refresh(token)
+        self.session.expunge(token)
+        return token
+
+    def _commit(self) -> None:
+        try:
+            self.session.commit()
+        except BaseException:
+            self.session.rollback()
+            raise
+
+
+def resource_of(token: AccessToken) -> Resource:
+    return Resource(token.type, token.workspace, token.project, token.repository)
+
+
+def check_name(name: object) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise TokenValidationError("name", "required")
+    name = name.strip()
+    if len(name) > NAME_MAX_LENGTH:
+        raise TokenValidationError("name", f"at most {NAME_MAX_LENGTH} characters")
+    if not name.isprintable():
+        raise TokenValidationError("name", "must not contain control characters")
+    return name
+
+
+def check_resource(workspace: object, project: object, repository: object) -> Resource:
+    """The resource these names denote. A name is taken whole: no control
+    characters, no whitespace (a trailing newline must not slip through), no
+    ``/``; "" must not quietly widen a repository token to the workspace."""
+    for field, value in (
+        ("workspace", workspace),
+        ("project", project),
+        ("repository", repository),
+    ):
+        if value is None:
+            continue
+        if not isinstance(value, str) or len(value) > RESOURCE_NAME_MAX_LENGTH:
+            raise TokenValidationError(
+                field, f"must be a string of at most {RESOURCE_NAME_MAX_LENGTH} characters"
+            )
+        if not value:
+            raise TokenValidationError(field, "must not be empty")
+        if not value.isprintable() or any(c.isspace() or c == "/" for c in value):
+            raise TokenValidationError(
+                field, "must not contain whitespace, '/' or control characters"
+            )
+    if workspace is None:
+        raise TokenValidationError("workspace", "required")
+    try:
+        return Resource.of(workspace, project, repository)  # type: ignore[arg-type]
+    except ValueError as e:
+        field, _, message = str(e).partition(": ")
+        raise TokenValidationError(field, message) from None
+
+
+def _days(delta: timedelta) -> str:
+    if delta % timedelta(days=1):
+        return f"{int(delta.total_seconds())} seconds"
+    return f"{delta.days} days"
