@@ -154,11 +154,8 @@ class Pipeline:
         """Never on the failure path, and at most once per
         ``ACCESSTOKENS_LAST_USED_RESOLUTION`` per token."""
         last = token.last_used_at
-        if last is None:
-            self.store.touch(token.id, utcnow(), client)
-            return
         now = utcnow()
-        if now - last >= self.resolution:
+        if last is None or now - last >= self.resolution:
             self.store.touch(token.id, now, client)
 
     # -- failures ----------------------------------------------------------------

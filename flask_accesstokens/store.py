@@ -12,9 +12,12 @@ advises (``dispose(close=False)``): closing them would end the parent's
 sessions.
 
 Lookups run in autocommit (no transaction stays open, so every request sees
-the latest committed revocation). On SQLite, a connection remembers rows
-while ``PRAGMA data_version`` proves nobody committed anything since.
-In-memory SQLite has one connection for everything: the app session's.
+the latest committed revocation). On SQLite, rows are remembered while the
+database file proves nobody committed anything since: its commit stamp, read
+from the file without a statement (``sqlitechange.py``), or where that cannot
+be trusted, the connection's ``PRAGMA data_version``. A cache hit costs no
+statement and no connection. In-memory SQLite has one connection for
+everything: the app session's.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from .models import EVENTS
 from .models import SECRETS
 from .models import TOKENS
 from .models import utcnow
+from .sqlitechange import SQLiteChange
 from .state import AppState
 
 log = logging.getLogger("flask_accesstokens")
@@ -135,6 +139,15 @@ class RequestStore:
         #: Tokens this process already revoked for reuse: later reuses are
         #: only counted, never another write each.
         self._revoked_for_reuse: set[str] = set()
+        #: SQLite: the watcher of the database file's commit stamp (False
+        #: until a connection has queried, None where it cannot be used), and
+        #: the rows read under one stamp.
+        self._change: SQLiteChange | None | bool = False
+        self._cache: tuple[bytes | None, dict[str, TokenRow]] = (None, {})
+        #: A forked child's inherited watcher: kept, never closed, since
+        #: closing a descriptor of the database drops this process's SQLite
+        #: locks on it (see ``sqlitechange.py``).
+        self._parked: object = None
 
     # -- connections ---------------------------------------------------------
 
@@ -158,16 +171,24 @@ class RequestStore:
         with self._lock:
             if self._pool is None or self._pid != os.getpid():
                 # New, or forked: a child never uses (or closes) the parent's.
+                if self._pool is not None:
+                    self._parked, self._change = self._change, False
+                    self._cache = (None, {})
                 self._pid = os.getpid()
                 self._pool = self.engine.pool.recreate()
                 weakref.finalize(self, _dispose, self._pool, self._pid)
             return self._pool
 
     def dispose(self) -> None:
-        """Close the request path's idle connections (tests, shutdown)."""
+        """Close the request path's idle connections and the file watcher:
+        at shutdown or in tests, when the database is no longer in use."""
         with self._lock:
             if self._pool is not None and self._pid == os.getpid():
                 self._pool.dispose()
+                change, self._change = self._change, False
+                self._cache = (None, {})
+                if isinstance(change, SQLiteChange):
+                    change.close()
 
     # -- the lookup ------------------------------------------------------------
 
@@ -186,12 +207,45 @@ class RequestStore:
             raise StorageUnavailable() from None
 
     def _find_pooled(self, engine: Engine, digests: list[str]) -> TokenRow | None:
+        change = self._change
+        if change and self._pid == os.getpid():
+            assert isinstance(change, SQLiteChange)
+            stamp = change.version()
+            if stamp is not None:
+                return self._find_stamped(engine, digests, change, stamp)
+        return self._query(engine, digests)
+
+    def _find_stamped(
+        self, engine: Engine, digests: list[str], change: SQLiteChange, stamp: bytes
+    ) -> TokenRow | None:
+        """Rows stay true while the file's commit stamp is unchanged: nobody,
+        in any process, committed since they were read. The stamp is read
+        before the query and again after; rows are kept under the first only
+        when both agree, so a commit racing the query costs a miss, never a
+        stale hit. Each stamp has its own dict, so a late writer can only
+        fill a dict no current stamp will read."""
+        digest = digests[0]
+        cached_stamp, rows = self._cache
+        if stamp == cached_stamp:
+            row = rows.get(digest)
+            if row is not None:
+                return row
+        else:
+            rows = {}
+        row = self._query(engine, digests, cache=False)
+        # Unknown digests are not remembered: no flooding.
+        if row is not None and len(rows) < MAX_CACHED_ROWS and change.version() == stamp:
+            rows[digest] = row
+            self._cache = (stamp, rows)
+        return row
+
+    def _query(self, engine: Engine, digests: list[str], cache: bool = True) -> TokenRow | None:
         sql, to_params = self._statement(engine, len(digests))
         pool = self._own_pool()
         conn = pool.connect()
         try:
             try:
-                return self._run(conn, sql, to_params(digests), digests[0])
+                return self._run(conn, sql, to_params(digests), digests[0], cache)
             except engine.dialect.loaded_dbapi.Error:
                 if not getattr(conn.dbapi_connection, "closed", False):
                     raise  # a timeout or a bad query: retrying cannot help
@@ -200,14 +254,22 @@ class RequestStore:
                 conn.invalidate()
                 pool.dispose()
                 conn = pool.connect()
-                return self._run(conn, sql, to_params(digests), digests[0])
+                return self._run(conn, sql, to_params(digests), digests[0], cache)
         finally:
             conn.close()
 
-    def _run(self, conn: Any, sql: str, params: Any, digest: str) -> TokenRow | None:
+    def _run(self, conn: Any, sql: str, params: Any, digest: str, cache: bool) -> TokenRow | None:
         info = conn.info
         dbapi = conn.dbapi_connection
         if self.engine.dialect.name == "sqlite":
+            if not cache:
+                found = dbapi.execute(sql, params).fetchone()
+                return None if found is None else _decode(found)
+            if self._change is False:
+                # Made beside a connection that has queried: in WAL mode its
+                # shared-memory lock keeps the -shm file in place.
+                dbapi.execute("PRAGMA data_version").fetchone()
+                self._change = SQLiteChange.for_connection(dbapi)
             # Rows stay true while nobody, in any process, commits: then
             # no token was revoked, rotated or used since they were read.
             version = dbapi.execute("PRAGMA data_version").fetchone()[0]

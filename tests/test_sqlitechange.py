@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from flask_accesstokens.pipeline import Pipeline
 from flask_accesstokens.sqlitechange import SQLiteChange
 from flask_accesstokens.sqlitechange import WAL_HEADER
 
@@ -287,7 +288,7 @@ def stress(tmp_path: Path, mode: str, revocations: int, seconds: float) -> None:
     ids = [m.token.id for m in made]
     headers = [bearer(m.secret) for m in made]
     client = app.test_client()
-    lookup = AccessTokens.state(app).store._lookup
+    lookup = Pipeline.of(app).store
     writers = [
         subprocess.Popen(
             [sys.executable, str(WRITER), kind, url, str(seconds), *ids[start::2]],
@@ -338,7 +339,7 @@ def stress(tmp_path: Path, mode: str, revocations: int, seconds: float) -> None:
                 writer.wait()
             writer.stdout.close()  # type: ignore[union-attr]
         with app.app_context():
-            AccessTokens.state(app).store.dispose()
+            AccessTokens.dispose_connections(app)
             db.engine.dispose()
     assert checked == 2 * revocations
     assert stamped > 0, "the file's stamp was never trusted: only the fallback was tested"
