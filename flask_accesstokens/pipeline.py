@@ -36,7 +36,9 @@ from .resources import within
 from .state import AppState
 from .state import ENVIRON_KEY
 from .state import PIPELINE_KEY
+from .store import MAX_CACHED_ROWS as MAX_BUILT
 from .store import RequestStore
+from .store import TokenRow
 from .tokenformat import is_well_formed
 from .tokens import AuthenticatedToken
 
@@ -60,6 +62,9 @@ class Pipeline:
         )
         #: Scope tuples already checked against this app's catalog.
         self._checked: set[tuple[str, ...]] = set()
+        #: The token built from each row the store handed out, so a cached
+        #: row is not decoded into a token again on every request.
+        self._built: dict[str, tuple[TokenRow, AuthenticatedToken]] = {}
 
     @staticmethod
     def of(app: Flask) -> Pipeline:
@@ -77,7 +82,8 @@ class Pipeline:
         if scopes not in self._checked:
             self.state.catalog.check_known(scopes)  # an app's own scopes
             self._checked.add(scopes)
-        environ = request.environ
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        environ = req.environ
         client: str | None = environ.get("REMOTE_ADDR")
         try:
             # 1. credentials
@@ -99,7 +105,7 @@ class Pipeline:
             ):
                 self._failed("insufficient_scope", token.id, client)
                 raise InsufficientScope(required=scopes, granted=token.scopes)
-            view_args = request.view_args
+            view_args = req.view_args
             route = from_view_args(view_args, self.view_args)
             loader = self._project_loader() if token.type == "project" or container else None
             if container and not any(name in (view_args or ()) for name in self.view_args.values()):
@@ -136,7 +142,10 @@ class Pipeline:
             raise self._reject("revoked", row.id, client)
         if row.expires_at is not None and row.expires_at <= now:
             raise self._reject("expired", row.id, client)
-        return AuthenticatedToken(
+        built = self._built.get(row.digest)
+        if built is not None and built[0] is row:  # the same cached row: same token
+            return built[1]
+        token = AuthenticatedToken(
             row.id,
             row.name,
             row.type,
@@ -149,6 +158,10 @@ class Pipeline:
             row.expires_at,
             row.last_used_at,
         )
+        if len(self._built) >= MAX_BUILT:
+            self._built.clear()
+        self._built[row.digest] = (row, token)
+        return token
 
     def record_use(self, token: AuthenticatedToken, client: str | None) -> None:
         """Never on the failure path, and at most once per

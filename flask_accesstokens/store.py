@@ -134,6 +134,7 @@ class RequestStore:
         self._compiled: dict[int, tuple[str, Any]] = {}
         self._lock = threading.Lock()
         self._engine: Engine | None = None
+        self._shared: bool | None = None
         self._pool: Pool | None = None
         self._pid = os.getpid()
         #: Tokens this process already revoked for reuse: later reuses are
@@ -162,7 +163,10 @@ class RequestStore:
     def shared(self) -> bool:
         """In-memory SQLite: one connection for everything, the session's.
         Our reads and writes go through it, never committing its work."""
-        return isinstance(self.engine.pool, StaticPool)
+        shared = self._shared
+        if shared is None:
+            shared = self._shared = isinstance(self.engine.pool, StaticPool)
+        return shared
 
     def _own_pool(self) -> Pool:
         pool = self._pool
