@@ -26,9 +26,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import bearer
 from flask import current_app
 from flask import Flask
+from helpers import bearer
 
 from flask_accesstokens import AccessTokens
 from flask_accesstokens import InvalidToken
