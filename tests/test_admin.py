@@ -12,13 +12,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from conftest import basic
-from conftest import bearer
-from conftest import make_app
 from flask import Flask
 from flask import request
 from flask import session
 from flask_sqlalchemy import SQLAlchemy
+from helpers import basic
+from helpers import bearer
+from helpers import make_app
 from jinja2 import DictLoader
 
 from flask_accesstokens import AccessTokens

@@ -11,12 +11,12 @@ from urllib.parse import parse_qs
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import basic
-from conftest import bearer
-from conftest import make_app
 from flask import Flask
 from flask import request
 from flask_sqlalchemy import SQLAlchemy
+from helpers import basic
+from helpers import bearer
+from helpers import make_app
 
 from flask_accesstokens import AccessToken
 from flask_accesstokens import AccessTokens

@@ -6,9 +6,9 @@ import asyncio
 from typing import Any
 
 import pytest
-from conftest import bearer
 from flask import Flask
 from flask import jsonify
+from helpers import bearer
 
 from flask_accesstokens import AccessTokens
 from flask_accesstokens import current_token

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import bearer
-from conftest import make_app
 from flask import Flask
 from flask import jsonify
 from flask_sqlalchemy import SQLAlchemy
+from helpers import bearer
+from helpers import make_app
 
 from flask_accesstokens import AccessTokens
 from flask_accesstokens import current_token
@@ -116,7 +116,7 @@ CASES: dict[str, list[tuple[str, int]]] = {
         (project_repo("acme", "WEB", "web"), 403),
         (workspace("acme"), 403),
         (workspace("hobby"), 403),
-        ("/workspaces/acme/projects/API", 200),  # the conftest route wants "project"
+        ("/workspaces/acme/projects/API", 200),  # the helpers route wants "project"
         ("/b/int/acme/1", 403),
         *((url, 403) for url in NO_RESOURCE),
     ],

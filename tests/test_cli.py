@@ -9,9 +9,9 @@ from datetime import timezone
 from typing import Any
 
 import pytest
-from conftest import bearer
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
+from helpers import bearer
 
 from flask_accesstokens import AccessToken
 from flask_accesstokens import AccessTokens

@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import basic
-from conftest import bearer
 from flask import Flask
 from flask import jsonify
 from flask import make_response
 from flask import session
+from helpers import basic
+from helpers import bearer
 
 from flask_accesstokens import AccessTokens
 from flask_accesstokens import require_scope

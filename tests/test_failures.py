@@ -8,10 +8,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from conftest import bearer
-from conftest import make_app
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
+from helpers import bearer
+from helpers import make_app
 from hypothesis import given
 from hypothesis import HealthCheck
 from hypothesis import settings

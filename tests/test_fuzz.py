@@ -35,9 +35,9 @@ from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
-from conftest import make_app
 from flask import Flask
 from flask import request
+from helpers import make_app
 from hypothesis import given
 from hypothesis import HealthCheck
 from hypothesis import settings

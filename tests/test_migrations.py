@@ -16,10 +16,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from conftest import bearer
 from flask import Flask
 from flask import jsonify
 from flask_sqlalchemy import SQLAlchemy
+from helpers import bearer
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import bearer
-from conftest import make_app
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
+from helpers import bearer
+from helpers import make_app
 from services import fresh_schema
 from services import needs_postgresql
 from services import require_postgresql

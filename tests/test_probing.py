@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import basic
-from conftest import bearer
-from conftest import make_app
 from flask import Flask
 from flask import request
+from helpers import basic
+from helpers import bearer
+from helpers import make_app
 
 from flask_accesstokens import AccessToken
 from flask_accesstokens import AccessTokens

@@ -15,8 +15,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from conftest import bearer
-from conftest import make_app
+from helpers import bearer
+from helpers import make_app
 
 from flask_accesstokens import AccessTokens
 from flask_accesstokens.pipeline import Pipeline

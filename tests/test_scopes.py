@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import bearer
-from conftest import make_app
 from flask import Flask
 from flask import jsonify
 from flask_sqlalchemy import SQLAlchemy
+from helpers import bearer
+from helpers import make_app
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st

@@ -34,14 +34,14 @@ from typing import Any
 import blinker
 import pytest
 import sqlalchemy as sa
-from conftest import basic
-from conftest import bearer
-from conftest import make_app
 from flask import current_app
 from flask import Flask
 from flask import request
 from flask import session
 from flask_sqlalchemy import SQLAlchemy
+from helpers import basic
+from helpers import bearer
+from helpers import make_app
 
 from flask_accesstokens import AccessTokens
 from flask_accesstokens import InvalidToken

@@ -7,8 +7,8 @@ import time
 from typing import Any
 
 import sqlalchemy as sa
-from conftest import bearer
-from conftest import make_app
+from helpers import bearer
+from helpers import make_app
 
 from flask_accesstokens import verify_token_in_request
 

@@ -15,6 +15,10 @@ overlapping time distributions. As a control, the same statistic must tell
 apart a malformed token (rejected by its checksum, no query) from an unknown
 one (one query), so the measurement can see a real difference when there is
 one.
+
+The mechanical tests run by default; the measurement (about 6,000
+authentications) only with ``-m slow``, as it adds nothing they do not prove
+and is slow on shared CI machines.
 """
 
 from __future__ import annotations
@@ -26,9 +30,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import bearer
 from flask import current_app
 from flask import Flask
+from helpers import bearer
 
 from flask_accesstokens import AccessTokens
 from flask_accesstokens import InvalidToken
@@ -177,6 +181,7 @@ def describe(samples: dict[str, list[int]]) -> str:
     return "; ".join(parts)
 
 
+@pytest.mark.slow
 def test_timing_distributions_overlap(app: Flask, secret: str) -> None:
     """Wrong secret vs unknown token: indistinguishable by time.
 

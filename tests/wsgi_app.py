@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 
-from conftest import make_app
 from flask import Flask
+from helpers import make_app
 
 DATABASE_VARIABLE = "ACCESSTOKENS_TEST_WSGI_DATABASE_URL"
 RESOLUTION_VARIABLE = "ACCESSTOKENS_TEST_WSGI_LAST_USED_RESOLUTION"

@@ -6,8 +6,6 @@ from collections.abc import Callable
 
 from flask.testing import FlaskClient
 
-pytest_plugins = ["example_app_fixtures"]
-
 Mint = Callable[..., str]
 Headers = Callable[[str], dict[str, str]]
 

@@ -11,8 +11,6 @@ from flask import Flask
 from gitwork import commit_on
 from requests import HTTPError
 
-pytest_plugins = ["example_app_fixtures"]
-
 Mint = Callable[..., str]
 
 

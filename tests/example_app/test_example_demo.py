@@ -25,8 +25,6 @@ from example_app.extensions import tokens
 from example_app.models import Repository
 from example_app.models import User
 
-pytest_plugins = ["example_app_fixtures"]
-
 REPO_ROOT = Path(example_app.__file__).resolve().parent.parent
 
 

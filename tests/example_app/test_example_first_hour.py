@@ -8,8 +8,6 @@ from collections.abc import Callable
 import pytest
 from flask.testing import FlaskClient
 
-pytest_plugins = ["example_app_fixtures"]
-
 Login = Callable[[str], None]
 Csrf = Callable[[], str]
 

@@ -13,8 +13,6 @@ from flask.testing import FlaskClient
 from example_app.extensions import tokens
 from example_app.gitrepos import repository_path
 
-pytest_plugins = ["example_app_fixtures"]
-
 Mint = Callable[..., str]
 Headers = Callable[[str], dict[str, str]]
 

@@ -19,8 +19,6 @@ from flask.testing import FlaskClient
 from example_app import git_http
 from example_app.gitrepos import repository_path
 
-pytest_plugins = ["example_app_fixtures"]
-
 Mint = Callable[..., str]
 Headers = Callable[[str], dict[str, str]]
 Login = Callable[[str], None]

@@ -11,8 +11,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 from gitwork import commit_on
 
-pytest_plugins = ["example_app_fixtures"]
-
 Mint = Callable[..., str]
 Headers = Callable[[str], dict[str, str]]
 

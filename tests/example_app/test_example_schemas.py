@@ -17,8 +17,6 @@ from gitwork import commit_on
 
 from example_app.extensions import tokens
 
-pytest_plugins = ["example_app_fixtures"]
-
 Mint = Callable[..., str]
 Headers = Callable[[str], dict[str, str]]
 

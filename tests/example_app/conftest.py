@@ -1,7 +1,7 @@
-"""Fixtures for the example app tests (a pytest plugin, named in each module's
-``pytest_plugins``: a second conftest.py would shadow the root one, which
-tests import as ``conftest``): a seeded app on its own SQLite file and git
-root, a test client, a token factory, and a live server for the git binary."""
+"""Fixtures for the example app tests: a seeded app on its own SQLite file and
+git root, a test client, a token factory, and a live server for the git
+binary. (Tests import nothing from a conftest, so this one may sit beside the
+root one.)"""
 
 from __future__ import annotations
 
