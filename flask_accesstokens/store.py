@@ -273,7 +273,14 @@ class RequestStore:
                 # Made beside a connection that has queried: in WAL mode its
                 # shared-memory lock keeps the -shm file in place.
                 dbapi.execute("PRAGMA data_version").fetchone()
-                self._change = SQLiteChange.for_connection(dbapi)
+                change = self._change = SQLiteChange.for_connection(dbapi)
+                stamp = None if change is None else change.version()
+                if change is not None and stamp is not None:
+                    found = dbapi.execute(sql, params).fetchone()
+                    row = None if found is None else _decode(found)
+                    if row is not None and change.version() == stamp:
+                        self._cache = (stamp, {digest: row})
+                    return row
             # Rows stay true while nobody, in any process, commits: then
             # no token was revoked, rotated or used since they were read.
             version = dbapi.execute("PRAGMA data_version").fetchone()[0]

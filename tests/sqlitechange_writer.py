@@ -24,7 +24,7 @@ def main(kind: str, url: str, seconds: float, ids: list[str]) -> None:
     raw.execute("CREATE TABLE IF NOT EXISTS noise_" + kind + " (n INTEGER)")
     pause = seconds / max(len(ids), 1)
     if kind == "library":
-        from conftest import make_app
+        from helpers import make_app
 
         app, db, tokens = make_app(url)
         ctx = app.app_context()

@@ -196,7 +196,7 @@ def test_drop_cookies_strips_set_cookie_only_for_token_requests(authenticated: b
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
         sent.append((status, headers))
 
-    body = _DropCookies(wsgi)(environ, start_response)
+    body = _DropCookies(wsgi, lambda: None)(environ, start_response)
     assert body == [b"ok"]
     [(status, headers)] = sent
     names = [name for name, _ in headers]

@@ -268,8 +268,8 @@ def stress(tmp_path: Path, mode: str, revocations: int, seconds: float) -> None:
     tokens, one through the library and one with plain SQL, and commit noise
     in between. Each writer prints a token's number only after its
     revocation committed; the very next request with that token must fail."""
-    from conftest import bearer
-    from conftest import make_app
+    from helpers import bearer
+    from helpers import make_app
 
     from flask_accesstokens import AccessTokens
 
