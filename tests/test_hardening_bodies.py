@@ -97,9 +97,7 @@ def count(db: SQLAlchemy) -> int:
 
 
 def a_token(managed: AccessTokens) -> str:
-    new = managed.create_token(
-        name="CI", workspace="acme", repository="api", scopes=["repository"]
-    )
+    new = managed.create_token(name="CI", workspace="acme", repository="api", scopes=["repository"])
     return new.token.id
 
 

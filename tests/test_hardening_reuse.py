@@ -132,9 +132,7 @@ def test_concurrent_reuse_revokes_exactly_once(database_uri: str) -> None:
                 statuses.append(client.get(REPO, headers=bearer(old)).status_code)
 
             with reuses(app) as first, reuses(other) as second:
-                threads = [
-                    threading.Thread(target=hit, args=(a,)) for a in (app, other) * 4
-                ]
+                threads = [threading.Thread(target=hit, args=(a,)) for a in (app, other) * 4]
                 for t in threads:
                     t.start()
                 for t in threads:
