@@ -135,7 +135,7 @@ def _is_admin_request() -> bool:
     if adapter is None:
         return False
     try:
-        endpoint, _ = adapter.match(method=error.valid_methods[0])
+        endpoint, _ = adapter.match(method=next(iter(error.valid_methods)))
     except HTTPException:
         return False
     return isinstance(endpoint, str) and endpoint.startswith(f"{blueprint.name}.")
