@@ -84,6 +84,8 @@ FORM_IDS_KEY = "_accesstokens_form_ids"
 #: forgets the oldest, which then count as already submitted.
 FORM_IDS_KEPT = 10
 PAGELEN = 50
+#: The largest form body the pages read, like the JSON API's bound.
+MAX_FORM_BODY = 64 * 1024
 
 
 def _resource_route(suffix: str, methods: list[str]) -> Callable[[F], F]:
@@ -105,6 +107,9 @@ def _refuse_tokens() -> None:
     refuse_tokens_and_bad_queries(
         "Access tokens cannot be used to manage access tokens. Sign in instead."
     )
+    # The forms are a few short fields: a bigger body (a multipart upload
+    # spooled to disk, say) is refused with 413 before it is read.
+    request.max_content_length = MAX_FORM_BODY
 
 
 @blueprint.after_app_request

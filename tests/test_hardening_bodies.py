@@ -183,3 +183,48 @@ def test_a_lying_content_length_reads_no_further(
     assert response.status_code == 201
     assert stream.read_bytes == 100
     assert count(db) == 1
+
+
+# -- the admin pages' forms --------------------------------------------------------------
+
+
+def test_admin_form_bodies_are_bounded(database_uri: str) -> None:
+    from test_admin import create_form
+    from test_admin import make_admin_app
+    from test_admin import running
+
+    from flask_accesstokens.admin import MAX_FORM_BODY
+
+    app, db, tokens = make_admin_app(database_uri)
+    with running(app, db):
+        client = app.test_client()
+        client.get("/test-login?user=alice")
+        url = "/settings/repositories/acme/api/access-tokens/new"
+        base = {"name": "CI", "scopes": "repository"}
+        form = create_form(client, url.removesuffix("/new"))
+        big = {**form, "name": "x" * (2 * MAX_FORM_BODY)}
+        assert client.post(url, data=big).status_code == 413
+        upload = {**form, "file": (io.BytesIO(b"x" * (4 * MAX_FORM_BODY)), "big.bin")}
+        response = client.post(url, data=upload, content_type="multipart/form-data")
+        assert response.status_code == 413
+        assert response.headers.get("X-Frame-Options") == "SAMEORIGIN"
+        # Streamed without a length: nothing past the bound is read (Werkzeug
+        # ends the stream there, so the cut-off form fails its CSRF check).
+        body = b"name=" + b"x" * (4 * MAX_FORM_BODY)
+        stream = CountingInput(body)
+        environ = EnvironBuilder(
+            path=url, method="POST", content_type="application/x-www-form-urlencoded"
+        ).get_environ()
+        cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"])  # signed in
+        assert cookie is not None
+        environ["HTTP_COOKIE"] = f"{cookie.key}={cookie.value}"
+        environ["wsgi.input"] = stream
+        environ.pop("CONTENT_LENGTH", None)
+        environ["wsgi.input_terminated"] = True
+        assert call(app, environ).status_code in (400, 413)
+        assert stream.read_bytes <= MAX_FORM_BODY + 1
+        assert tokens.list_tokens(workspace="acme", repository="api") == []
+        # A normal form still works.
+        done = client.post(url, data={**create_form(client, url.removesuffix("/new")), **base})
+        assert done.status_code == 200
+        assert len(tokens.list_tokens(workspace="acme", repository="api")) == 1
