@@ -35,6 +35,7 @@ from flask import request
 from flask import session
 from flask import url_for
 from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.wrappers import Response
 
 from .errors import PlanRestriction
@@ -83,6 +84,8 @@ FORM_IDS_KEY = "_accesstokens_form_ids"
 #: forgets the oldest, which then count as already submitted.
 FORM_IDS_KEPT = 10
 PAGELEN = 50
+#: The largest form body the pages read, like the JSON API's bound.
+MAX_FORM_BODY = 64 * 1024
 
 
 def _resource_route(suffix: str, methods: list[str]) -> Callable[[F], F]:
@@ -104,14 +107,43 @@ def _refuse_tokens() -> None:
     refuse_tokens_and_bad_queries(
         "Access tokens cannot be used to manage access tokens. Sign in instead."
     )
+    # The forms are a few short fields: a bigger body (a multipart upload
+    # spooled to disk, say) is refused with 413 before it is read.
+    request.max_content_length = MAX_FORM_BODY
 
 
-@blueprint.after_request
+@blueprint.after_app_request
 def _frame_same_site_only(response: Response) -> Response:
     """Apps may embed the pages in their own (same-site) frames; other sites
-    may not, so a confirm button cannot be clickjacked."""
+    may not, so a confirm button cannot be clickjacked. Both headers, on
+    every answer of the pages, errors included: ``X-Frame-Options`` for old
+    browsers, CSP ``frame-ancestors`` for the rest. An app's own policy is
+    kept; ours is added beside it, and browsers enforce both."""
+    if not _is_admin_request():
+        return response
     response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+    policies = response.headers.getlist("Content-Security-Policy")
+    if not any("frame-ancestors" in policy for policy in policies):
+        response.headers.add("Content-Security-Policy", "frame-ancestors 'self'")
     return response
+
+
+def _is_admin_request() -> bool:
+    """Whether this request was for an admin page, also when routing failed
+    on the method (a 405 has no blueprint)."""
+    if request.blueprint == blueprint.name:
+        return True
+    error = request.routing_exception
+    if not isinstance(error, MethodNotAllowed) or not error.valid_methods:
+        return False
+    adapter = current_app.create_url_adapter(request)
+    if adapter is None:
+        return False
+    try:
+        endpoint, _ = adapter.match(method=next(iter(error.valid_methods)))
+    except HTTPException:
+        return False
+    return isinstance(endpoint, str) and endpoint.startswith(f"{blueprint.name}.")
 
 
 def _service() -> TokenService:

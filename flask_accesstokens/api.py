@@ -158,7 +158,7 @@ def json_body(allowed: frozenset[str] | None = None) -> Any:
     length = request.content_length
     if length is not None and length > MAX_BODY:
         fail(413, f"The request body must be at most {MAX_BODY} bytes.")
-    raw = request.stream.read(MAX_BODY + 1)
+    raw = _read_at_most(MAX_BODY + 1)
     if len(raw) > MAX_BODY:
         fail(413, f"The request body must be at most {MAX_BODY} bytes.")
     if not raw.strip():
@@ -176,6 +176,23 @@ def json_body(allowed: frozenset[str] | None = None) -> Any:
     if unknown:
         invalid({name: "unknown field" for name in unknown})
     return body
+
+
+def _read_at_most(limit: int) -> bytes:
+    """Up to ``limit`` bytes of the body. A server's input may return fewer
+    bytes than asked before the end (a socket, a de-chunker): keep reading
+    until the limit or the end, so an oversized body is never cut short and
+    taken for a small one."""
+    stream = request.stream
+    parts: list[bytes] = []
+    left = limit
+    while left > 0:
+        part = stream.read(left)
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
 
 
 # -- routes ----------------------------------------------------------------------------

@@ -60,7 +60,15 @@ def _text(key: str, value: Any) -> str:
 def _url_prefix(key: str, value: Any) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or (value and not value.startswith("/")) or "//" in value:
+    if (
+        not isinstance(value, str)
+        or (value and not value.startswith("/"))
+        or "//" in value
+        # Taken whole: no whitespace or control characters (a trailing
+        # newline), nothing Werkzeug or a URL would read as more than a path.
+        or not value.isprintable()
+        or any(c.isspace() or c in "<>?#\\" for c in value)
+    ):
         raise ConfigurationError(
             key, f"must be None, '' or a path starting with '/', not {value!r}"
         )

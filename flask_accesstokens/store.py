@@ -373,12 +373,15 @@ class RequestStore:
 
     def revoke_for_reuse(self, token_id: str, client: str | None) -> bool:
         """Revoke a token whose rotated-out secret came back. True only for
-        the request that revoked it: every later one is a counted failure."""
+        the request that revoked it: every later one is a counted failure.
+        Like every write of the request path it waits briefly for SQLite's
+        write lock, not seconds: if it gives up, the request still fails and
+        the next reuse tries again."""
         if token_id in self._revoked_for_reuse:
             return False
         t = TOKENS
         try:
-            with self.transaction(best_effort=False) as conn:
+            with self.transaction() as conn:
                 changed = conn.execute(
                     t.update()
                     .where(t.c.id == token_id, t.c.revoked_at.is_(None))
