@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import make_app
 from flask import Flask
 from flask import request
 from flask_sqlalchemy import SQLAlchemy
+from helpers import make_app
 
 from flask_accesstokens import AccessToken
 from flask_accesstokens import AccessTokens

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import bearer
-from conftest import make_app
 from flask import Flask
 from flask import request
 from flask_sqlalchemy import SQLAlchemy
+from helpers import bearer
+from helpers import make_app
 
 from flask_accesstokens import AccessToken
 from flask_accesstokens import AccessTokens

@@ -10,12 +10,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from conftest import bearer
-from conftest import make_app
 from flask import Flask
 from flask import jsonify
 from flask import request
 from flask.views import MethodView
+from helpers import bearer
+from helpers import make_app
 from test_admin import make_admin_app
 from test_admin import running
 from test_ratelimit import storages

@@ -201,4 +201,3 @@ def test_the_digest_column_holds_a_keyed_digest_not_the_secret() -> None:
     column = Base.metadata.tables["accesstokens_secret"].c.digest
     assert len(digest) == column.type.length
     assert set(digest) <= set("0123456789abcdef")
-
