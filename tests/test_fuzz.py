@@ -199,7 +199,9 @@ def mutated(draw: st.DrawFn, secret: str) -> str:
     for _ in range(draw(st.integers(1, 4))):
         i = draw(st.integers(0, len(text)))
         op = draw(st.sampled_from(["flip", "insert", "delete", "case", "truncate"]))
-        char = draw(st.one_of(st.sampled_from(BASE62 + "_- \t,.:=/+\x00"), st.characters(codec="utf-8")))
+        char = draw(
+            st.one_of(st.sampled_from(BASE62 + "_- \t,.:=/+\x00"), st.characters(codec="utf-8"))
+        )
         if op == "flip" and i < len(text):
             text = text[:i] + char + text[i + 1 :]
         elif op == "insert":
