@@ -27,6 +27,7 @@ from .state import AppState
 from .state import Callbacks
 from .state import ENVIRON_KEY
 from .state import EXTENSION_KEY
+from .state import HEADERS_KEY
 from .state import PIPELINE_KEY
 from .state import SERVICE_KEY
 from .state import STATE_KEY
@@ -38,7 +39,8 @@ C = TypeVar("C", bound=Callable[..., Any])
 
 class _DropCookies:
     """WSGI middleware: a response to a token-authenticated request sets no
-    cookie, whatever the view or the session interface did. Done at the WSGI
+    cookie, whatever the view or the session interface did, and carries the
+    scope headers the pipeline chose (error responses too). Done at the WSGI
     layer because the session cookie is written after every Flask hook."""
 
     def __init__(self, wsgi_app: Callable[..., Any]) -> None:
@@ -48,6 +50,10 @@ class _DropCookies:
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             if ENVIRON_KEY in environ:
                 headers = [(k, v) for k, v in headers if k.lower() != "set-cookie"]
+            extra: list[tuple[str, str]] | None = environ.get(HEADERS_KEY)
+            if extra:
+                names = {k.lower() for k, _ in extra}
+                headers = [(k, v) for k, v in headers if k.lower() not in names] + extra
             return start_response(status, headers, exc_info)
 
         return self.wsgi_app(environ, start)
