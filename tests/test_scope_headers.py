@@ -7,10 +7,17 @@ from typing import Any
 from conftest import bearer
 from conftest import make_app
 from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
 
 from flask_accesstokens import AccessTokens
 
 HEADERS = ("X-OAuth-Scopes", "X-Accepted-OAuth-Scopes", "X-Credential-Type")
+
+
+def _close(app: Flask, db: SQLAlchemy) -> None:
+    with app.app_context():
+        AccessTokens.dispose_connections()
+        db.engine.dispose()
 
 
 def _headers(response: Any) -> dict[str, str | None]:
@@ -102,8 +109,7 @@ def test_headers_survive_app_hooks_and_replace_the_apps_own(database_uri: str) -
         )
         r = app.test_client().get("/repositories/acme/api", headers=bearer(new.secret))
         assert r.headers.getlist("X-OAuth-Scopes") == ["repository"]
-        AccessTokens.dispose_connections()
-        db.engine.dispose()
+    _close(app, db)
 
 
 def test_setting_turns_them_off(database_uri: str) -> None:
@@ -118,8 +124,7 @@ def test_setting_turns_them_off(database_uri: str) -> None:
         assert _headers(r) == dict.fromkeys(HEADERS)
         r = client.post("/repositories/acme/api/push", headers=bearer(new.secret))
         assert r.status_code == 403 and _headers(r) == dict.fromkeys(HEADERS)
-        AccessTokens.dispose_connections()
-        db.engine.dispose()
+    _close(app, db)
 
 
 def test_basic_credentials_get_them_too(app: Flask, client: Any, tokens: AccessTokens) -> None:
