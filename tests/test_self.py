@@ -45,9 +45,7 @@ def test_any_token_type_and_basic_credentials(client: Any, tokens: AccessTokens)
     assert r.headers["X-Credential-Type"] == "workspace_access_token"
 
 
-def test_without_a_valid_token_401_as_a_protected_route(
-    client: Any, tokens: AccessTokens
-) -> None:
+def test_without_a_valid_token_401_as_a_protected_route(client: Any, tokens: AccessTokens) -> None:
     new = tokens.create_token(name="CI", workspace="acme", repository="api", scopes=["repository"])
     for method in ("get", "delete"):
         bare = getattr(client, method)(SELF)
