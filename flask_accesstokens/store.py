@@ -346,7 +346,9 @@ class RequestStore:
         usage: dict[str, Any] = {}
         if touch:
             usage = {
-                "last_used_at": sa.case((due, now), else_=t.c.last_used_at),
+                # Typed binds: an untyped aware datetime would reach the
+                # database as timestamptz and shift with the session's zone.
+                "last_used_at": sa.case((due, _stamp(now)), else_=t.c.last_used_at),
                 "last_used_ip": sa.case((due, client), else_=t.c.last_used_ip),
             }
         try:
@@ -360,7 +362,9 @@ class RequestStore:
                         _unchanged(stored),
                     )
                     .values(
-                        new_clients_since=sa.case((fresh, now), else_=t.c.new_clients_since),
+                        new_clients_since=sa.case(
+                            (fresh, _stamp(now)), else_=t.c.new_clients_since
+                        ),
                         new_clients_count=sa.case((fresh, 1), else_=t.c.new_clients_count + 1),
                         **usage,
                         **_client_values(clients),
@@ -430,6 +434,10 @@ class RequestStore:
                 conn.execute(EVENTS.insert().values(at=utcnow(), **values))
         except SQLAlchemyError:
             log.warning("could not write audit event %s", values.get("action"), exc_info=True)
+
+
+def _stamp(value: datetime) -> sa.BindParameter[Any]:
+    return sa.literal(value, TOKENS.c.last_used_at.type)
 
 
 def _unchanged(stored: str | None) -> sa.ColumnElement[bool]:
