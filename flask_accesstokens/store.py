@@ -333,7 +333,8 @@ class RequestStore:
     ) -> bool:
         """Record a new client address now, if this token's budget of
         ``NEW_CLIENTS_PER_MINUTE`` immediate writes allows, and last use with
-        it when ``touch`` says it is due: one conditional UPDATE, which counts
+        it when ``touch`` says it is due: one conditional UPDATE (a second
+        one only if another worker wrote last use meanwhile), which counts
         the budget in the row, so it holds across every worker. False when
         the budget is spent, another worker changed the clients meanwhile, or
         the write failed: the address then waits for the usual last-used
@@ -343,33 +344,32 @@ class RequestStore:
         fresh = sa.or_(t.c.new_clients_since.is_(None), t.c.new_clients_since <= window)
         cutoff = now - self._state.settings.last_used_resolution
         due = sa.or_(t.c.last_used_at.is_(None), t.c.last_used_at <= cutoff)
-        usage: dict[str, Any] = {}
-        if touch:
-            usage = {
-                # Typed binds: an untyped aware datetime would reach the
-                # database as timestamptz and shift with the session's zone.
-                "last_used_at": sa.case((due, _stamp(now)), else_=t.c.last_used_at),
-                "last_used_ip": sa.case((due, client), else_=t.c.last_used_ip),
-            }
+        budget = {
+            # Typed binds: an untyped aware datetime would reach the
+            # database as timestamptz and shift with the session's zone.
+            "new_clients_since": sa.case((fresh, _stamp(now)), else_=t.c.new_clients_since),
+            "new_clients_count": sa.case((fresh, 1), else_=t.c.new_clients_count + 1),
+        }
         try:
             with self.transaction() as conn:
                 stored, clients = self._clients_with(conn, token_id, now, address, user_agent)
-                taken = conn.execute(
-                    t.update()
-                    .where(
-                        t.c.id == token_id,
-                        sa.or_(fresh, t.c.new_clients_count < NEW_CLIENTS_PER_MINUTE),
-                        _unchanged(stored),
-                    )
-                    .values(
-                        new_clients_since=sa.case(
-                            (fresh, _stamp(now)), else_=t.c.new_clients_since
-                        ),
-                        new_clients_count=sa.case((fresh, 1), else_=t.c.new_clients_count + 1),
-                        **usage,
-                        **_client_values(clients),
-                    )
-                ).rowcount
+                allowed = (
+                    t.c.id == token_id,
+                    sa.or_(fresh, t.c.new_clients_count < NEW_CLIENTS_PER_MINUTE),
+                    _unchanged(stored),
+                )
+                values = {**budget, **_client_values(clients)}
+                if touch:
+                    # Last use only if still due: another worker may have
+                    # written it since the lookup. Never rewritten unchanged.
+                    taken = conn.execute(
+                        t.update()
+                        .where(*allowed, due)
+                        .values(**values, last_used_at=now, last_used_ip=client)
+                    ).rowcount
+                    if taken:
+                        return True
+                taken = conn.execute(t.update().where(*allowed).values(**values)).rowcount
                 return bool(taken)
         except SQLAlchemyError:
             log.warning("could not record a client of access token %s", token_id, exc_info=True)
