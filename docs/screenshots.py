@@ -16,6 +16,9 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
+from datetime import timedelta
+from datetime import timezone
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,7 @@ PAGES = {
     "new-token": f"{REPO_TOKENS}/new",
     "reveal": f"{REPO_TOKENS}/new",
     "resubmitted": f"{REPO_TOKENS}?notice=resubmitted",
+    "notifications": "/acme/workspace/notifications",
 }
 
 MEASURE = """() => {
@@ -66,6 +70,10 @@ MEASURE = """() => {
     copiedRight: copied ? box(copied).right : null,
     copiedVisible: copied ? box(copied).height > 0 : null,
     noticeBackground: notice ? style(notice).backgroundColor : null,
+    expiringSoon: document.querySelectorAll(".accesstokens-expiring").length,
+    recentClients: document.querySelectorAll(".accesstokens-clients").length,
+    allowedIps: document.querySelectorAll(".accesstokens-allowed-ips").length,
+    notifications: document.querySelectorAll(".notifications li").length,
   };
 }"""
 
@@ -96,6 +104,28 @@ def seeded_app(folder: Path) -> Any:
             created_by="alice",
         )
         tokens.revoke_token(old.token.id, revoked_by="alice")
+        # The owner controls: an allow list, recent clients, an expiry warning.
+        now = datetime.now(timezone.utc)
+        release = tokens.create_token(
+            name="Release job",
+            workspace="acme",
+            repository="api",
+            scopes=["repository:write"],
+            created_by="alice",
+            expires_at=now + timedelta(days=5),
+            allowed_ips=["203.0.113.0/24", "2001:db8::/32"],
+        )
+        client = app.test_client()
+        for address, agent in (
+            ("203.0.113.10", "git/2.45.2"),
+            ("2001:db8::4", "curl/8.5.0"),
+        ):
+            client.get(
+                "/2.0/repositories/acme/api",
+                headers={"Authorization": f"Bearer {release.secret}"},
+                environ_base={"REMOTE_ADDR": address, "HTTP_USER_AGENT": agent},
+            )
+        tokens.notify_expiring(now)
     return app
 
 
@@ -140,6 +170,11 @@ def capture(browser: Any, base: str, out: Path) -> dict[str, dict[str, Any]]:
                     page.wait_for_selector("#token-secret")
                     # The secret is real; the picture shows a placeholder.
                     page.evaluate("document.getElementById('token-secret').textContent = 'bbat_…'")
+                if name == "tokens":  # show the recent clients, folded by default
+                    page.evaluate(
+                        "document.querySelectorAll('details.accesstokens-clients')"
+                        ".forEach(d => { d.open = true; })"
+                    )
                 page.wait_for_load_state()
                 facts[f"{name}-{width_name}"] = page.evaluate(MEASURE)
                 page.screenshot(path=str(out / f"{name}-{width_name}.png"), full_page=True)

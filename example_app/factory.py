@@ -15,6 +15,7 @@ from . import api
 from . import auth
 from . import bitbucket
 from . import git_http
+from . import notices
 from . import pages
 from . import settings
 from .access import register_token_callbacks
@@ -60,6 +61,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(git_http.bp)
     app.register_blueprint(settings.bp)
     app.register_blueprint(pages.bp)
+    notices.init_app(app)
     app.register_error_handler(HTTPException, bitbucket.handle_http_error)
     app.jinja_env.globals.update(current_user=auth.current_user)
     app.after_request(refuse_framing)

@@ -3,6 +3,7 @@ from .decorators import require_any_scope as require_any_scope
 from .decorators import require_scope as require_scope
 from .decorators import verify_token_in_request as verify_token_in_request
 from .errors import AccessTokenError as AccessTokenError
+from .errors import AddressNotAllowed as AddressNotAllowed
 from .errors import InsufficientScope as InsufficientScope
 from .errors import InvalidRequest as InvalidRequest
 from .errors import InvalidToken as InvalidToken

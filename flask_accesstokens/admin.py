@@ -251,6 +251,13 @@ def implied_labels(names: Any) -> list[str]:
     return sorted(scope_labels(app_state().catalog.implied_by(names)))
 
 
+def expires_soon(token: AccessToken) -> bool:
+    """Active and within the largest ``ACCESSTOKENS_EXPIRY_WARNINGS``
+    threshold of its expiry: marked in the lists."""
+    warnings = app_state().settings.expiry_warnings
+    return bool(warnings) and token.expires_within(timedelta(days=max(warnings)))
+
+
 @blueprint.context_processor
 def _template_helpers() -> dict[str, Any]:
     return {
@@ -263,6 +270,7 @@ def _template_helpers() -> dict[str, Any]:
         "format_time": format_time,
         "scope_labels": scope_labels,
         "implied_labels": implied_labels,
+        "expires_soon": expires_soon,
     }
 
 
@@ -422,7 +430,10 @@ def create_token(
     name = form.get("name", "")
     scopes = form.getlist("scopes")
     expiry = form.get("expires_at", "")
-    values = {"name": name, "scopes": scopes, "expires_at": expiry}
+    allowed = form.get("allowed_ips", "")
+    values = {"name": name, "scopes": scopes, "expires_at": expiry, "allowed_ips": allowed}
+    # One network per line (commas and spaces also separate); empty: anywhere.
+    allowed_ips = allowed.replace(",", " ").split() or None
     # Check each field on its own first, so every error shows at once.
     errors: dict[str, str] = {}
     if not name.strip():
@@ -444,6 +455,7 @@ def create_token(
                 scopes=scopes,
                 created_by=user,
                 expires_at=expires_at,
+                allowed_ips=allowed_ips,
             )
         except UnknownResource as e:
             abort(404, e.message)

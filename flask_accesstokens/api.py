@@ -33,13 +33,16 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from .config import MAX_ROTATION_GRACE
+from .errors import AccessTokenError
 from .errors import error_body
+from .errors import InvalidToken
 from .errors import PlanRestriction
 from .errors import TokenConflict
 from .errors import TokenValidationError
 from .errors import UnknownResource
 from .models import AccessToken
 from .models import NAME_MAX_LENGTH
+from .pipeline import Pipeline
 from .resources import Resource
 from .serialize import new_token_json
 from .serialize import parse_datetime
@@ -61,11 +64,15 @@ MAX_PAGELEN = 100
 MAX_PAGE = 1_000_000
 #: The contract's bound on a management request body.
 MAX_BODY = 64 * 1024
-CREATE_FIELDS = frozenset({"name", "scopes", "expires_at"})
+CREATE_FIELDS = frozenset({"allowed_ips", "name", "scopes", "expires_at"})
 ROTATE_FIELDS = frozenset({"grace"})
 LIST_PARAMETERS = frozenset({"pagelen", "state", "never_used", "last_used_before", "q"})
 #: Routes a token may call: they authenticate it themselves.
-TOKEN_ENDPOINTS: set[str] = {"accesstokens_api.openapi"}
+TOKEN_ENDPOINTS: set[str] = {
+    "accesstokens_api.openapi",
+    "accesstokens_api.self_get",
+    "accesstokens_api.self_delete",
+}
 
 
 class APIError(HTTPException):
@@ -106,8 +113,8 @@ def refuse_access_tokens() -> None:
 @blueprint.errorhandler(HTTPException)
 def http_error(error: HTTPException) -> Response:
     """Every error of this API in Bitbucket's JSON shape, never an HTML page."""
-    if isinstance(error, APIError) or error.response is not None:
-        return error.get_response()
+    if isinstance(error, (APIError, AccessTokenError)) or error.response is not None:
+        return error.get_response()  # a token's own 401/403: as on a protected route
     response = jsonify(error_body(error.description or error.name))
     response.status_code = error.code or 500
     response.headers["Cache-Control"] = "no-store"
@@ -212,6 +219,11 @@ def create(**view_args: str) -> tuple[Response, int, dict[str, str]]:
     scopes: Any = body.get("scopes")
     if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
         errors["scopes"] = "required, a list of scope names"
+    allowed_ips: Any = body.get("allowed_ips")
+    if allowed_ips is not None and (
+        not isinstance(allowed_ips, list) or not all(isinstance(a, str) for a in allowed_ips)
+    ):
+        errors["allowed_ips"] = "a list of IP networks, or null for anywhere"
     expires_at = None
     if body.get("expires_at") is not None:
         try:
@@ -229,6 +241,7 @@ def create(**view_args: str) -> tuple[Response, int, dict[str, str]]:
             scopes=scopes,
             created_by=manager,
             expires_at=expires_at,
+            allowed_ips=allowed_ips,
         )
     except UnknownResource as e:
         fail(404, e.message)
@@ -357,6 +370,27 @@ for _kind, _path in RESOURCE_RULES:
     blueprint.add_url_rule(
         f"{_base}/<token_id>/rotate", f"{_kind}_rotate", rotate, methods=["POST"]
     )
+
+
+# -- a token about itself --------------------------------------------------------------
+
+
+@blueprint.get("/access-tokens/self", endpoint="self_get")
+def self_get() -> Response:
+    """The presenting token, as its owner sees it, plus every scope it holds."""
+    token = Pipeline.of(current_app).identify()
+    record = _service().get(token.id)
+    if record is None:  # pruned between the lookup and now
+        raise InvalidToken(realm=app_state().settings.realm)
+    return jsonify({**token_json(record), "granted": sorted(token.granted)})
+
+
+@blueprint.delete("/access-tokens/self", endpoint="self_delete")
+def self_delete() -> tuple[str, int]:
+    """Retire the presenting token: it stops working at once."""
+    token = Pipeline.of(current_app).identify()
+    _service().revoke(token.id, revoked_by=token.actor)
+    return "", 204
 
 
 # -- the OpenAPI document -----------------------------------------------------------------

@@ -94,6 +94,13 @@ def _echo_secret(secret: str, token: AccessToken, verb: str) -> None:
 @click.option("--name", required=True, help="What the token is for.")
 @click.option("--scope", "scopes", multiple=True, required=True, help="A scope; repeat for more.")
 @click.option("--expires-at", callback=_parse_datetime, help="ISO 8601 datetime with a timezone.")
+@click.option(
+    "--allowed-ip",
+    "allowed_ips",
+    multiple=True,
+    help="A network (CIDR) or address the token may be used from; repeat for more."
+    " Default: anywhere.",
+)
 @_actor
 @_json
 def create(
@@ -103,6 +110,7 @@ def create(
     name: str,
     scopes: tuple[str, ...],
     expires_at: datetime | None,
+    allowed_ips: tuple[str, ...],
     actor: str,
     as_json: bool,
 ) -> None:
@@ -117,6 +125,7 @@ def create(
             scopes=scopes,
             created_by=actor,
             expires_at=expires_at,
+            allowed_ips=list(allowed_ips) if allowed_ips else None,
         )
     except (UnknownResource, PlanRestriction) as e:
         raise click.ClickException(e.message) from None
@@ -163,7 +172,17 @@ def list_command(
     if not found:
         click.echo("No access tokens.")
         return
-    header = ("ID", "TYPE", "RESOURCE", "NAME", "STATE", "SCOPES", "CREATED", "LAST USED")
+    header = (
+        "ID",
+        "TYPE",
+        "RESOURCE",
+        "NAME",
+        "STATE",
+        "SCOPES",
+        "CREATED",
+        "LAST USED",
+        "ALLOWED IPS",
+    )
     rows = [header] + [
         (
             t.id,
@@ -174,6 +193,7 @@ def list_command(
             ",".join(t.scopes),
             _date(t.created_at),
             _date(t.last_used_at) or "never",
+            ",".join(t.allowed_networks or ["anywhere"]),
         )
         for t in found
     ]
@@ -198,9 +218,17 @@ def show(token_id: str, as_json: bool) -> None:
         _echo_json(data)
         return
     for key, value in data.items():
+        if key == "recent_clients":
+            continue
+        if key == "allowed_ips" and value is None:
+            value = "anywhere"
         if isinstance(value, list):
             value = " ".join(value)
         click.echo(f"{key + ':':<14} {'' if value is None else value}")
+    click.echo("recent clients:" + ("" if data["recent_clients"] else " none"))
+    for seen in data["recent_clients"]:
+        agent = seen["user_agent"] or "(no user agent)"
+        click.echo(f"  {seen['ip']}  {seen['last_seen']}  {agent}")
 
 
 @access_tokens.command()
@@ -251,18 +279,38 @@ def rotate(token_id: str, grace: int | None, actor: str, as_json: bool) -> None:
     required=True,
     help="Delete tokens revoked or expired more than this many days ago.",
 )
+@click.option(
+    "--clients-older-than-days",
+    type=click.IntRange(min=1),
+    help="Forget client addresses last seen more than this many days ago."
+    " Default: ACCESSTOKENS_RECENT_CLIENTS_MAX_AGE.",
+)
 @click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
-def prune(older_than_days: int, dry_run: bool) -> None:
-    """Delete long-dead tokens. The audit log keeps their history."""
+def prune(older_than_days: int, clients_older_than_days: int | None, dry_run: bool) -> None:
+    """Delete long-dead tokens (the audit log keeps their history) and
+    forget old client addresses."""
+    service = _service()
     try:
         age = timedelta(days=older_than_days)
-        lines = [
-            f"{t.id} {t.state} {t.name!r} ({_describe(t)})"
-            for t in _service().prune(age, dry_run=dry_run)
-        ]
+        clients_age = (
+            None if clients_older_than_days is None else timedelta(days=clients_older_than_days)
+        )
     except OverflowError:
-        raise click.BadParameter("too large", param_hint="--older-than-days") from None
+        raise click.BadParameter("too large") from None
+    doomed = service.prune(age, dry_run=dry_run, clients_older_than=clients_age)
+    lines = [f"{t.id} {t.state} {t.name!r} ({_describe(t)})" for t in doomed]
     verb = "Would delete" if dry_run else "Deleted"
     for line in lines:
         click.echo(f"{verb} {line}")
     click.echo(f"{verb} {len(lines)} access token{'' if len(lines) == 1 else 's'}.")
+    if not dry_run:
+        days = (clients_age or service.settings.recent_clients_max_age).days
+        click.echo(f"Forgot client addresses last seen more than {days} days ago.")
+
+
+@access_tokens.command("notify-expiring")
+def notify_expiring() -> None:
+    """Send the expiry warnings that are due (run it from cron, e.g. daily).
+    Each is sent once: running it again sends nothing new."""
+    sent = _service().notify_expiring()
+    click.echo(f"Sent {sent} expiry notice{'' if sent == 1 else 's'}.")

@@ -176,6 +176,7 @@ KEYS: dict[str, tuple[Any, Check]] = {
     "RATELIMIT_STORAGE_URI": ("memory://", _storage_uri),
     "SCOPE_HEADERS": (True, _flag),
     "EXPIRY_WARNINGS": ((30, 7, 1), _days),
+    "RECENT_CLIENTS_MAX_AGE": (timedelta(days=90), lambda k, v: duration(k, v, positive=True)),
     "SECRET_SCANNING_KEYS": ({"github": GITHUB_KEYS_URL}, _keys_urls),
     "PUBLIC_REVOCATION_LIMIT": ("10/minute", _public_revocation_limit),
 }
@@ -216,6 +217,7 @@ class Settings:
     ratelimit_storage_uri: str
     scope_headers: bool
     expiry_warnings: tuple[int, ...]
+    recent_clients_max_age: timedelta
     secret_scanning_keys: dict[str, str]
     public_revocation_limit: str
 

@@ -125,6 +125,20 @@ class WrongResource(InsufficientScope):
     )
 
 
+class AddressNotAllowed(AccessTokenError, Forbidden):
+    """A valid token used from an address outside its allow list. Decided
+    before scope and binding, so the answer is the same on every route; it
+    carries no scope headers and no challenge (a new token cannot help).
+
+    .. versionadded:: 0.2
+    """
+
+    description = "This access token cannot be used from your IP address."
+
+    def get_headers(self, environ: Any = None, scope: Any = None) -> list[tuple[str, str]]:
+        return [("Content-Type", "application/json"), *self.extra_headers.items()]
+
+
 class TooManyFailures(AccessTokenError, TooManyRequests):
     """Too many failed attempts from this client; ``Retry-After`` says when
     to try again."""

@@ -28,6 +28,7 @@ from .state import AppState
 from .state import Callbacks
 from .state import ENVIRON_KEY
 from .state import EXTENSION_KEY
+from .state import HEADERS_KEY
 from .state import PIPELINE_KEY
 from .state import SERVICE_KEY
 from .state import STATE_KEY
@@ -41,7 +42,8 @@ log = logging.getLogger("flask_accesstokens")
 
 class _DropCookies:
     """WSGI middleware: a response to a token-authenticated request sets no
-    cookie, whatever the view or the session interface did. Done at the WSGI
+    cookie, whatever the view or the session interface did, and carries the
+    scope headers the pipeline chose (error responses too). Done at the WSGI
     layer because the session cookie is written after every Flask hook.
     It also runs ``first`` once, before the first request is served."""
 
@@ -57,6 +59,10 @@ class _DropCookies:
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             if ENVIRON_KEY in environ:
                 headers = [(k, v) for k, v in headers if k.lower() != "set-cookie"]
+            extra: list[tuple[str, str]] | None = environ.get(HEADERS_KEY)
+            if extra:
+                names = {k.lower() for k, _ in extra}
+                headers = [(k, v) for k, v in headers if k.lower() not in names] + extra
             return start_response(status, headers, exc_info)
 
         return self.wsgi_app(environ, start)
@@ -205,9 +211,14 @@ class AccessTokens:
         repository: str | None = None,
         created_by: str | None = None,
         expires_at: datetime | None = None,
+        allowed_ips: Iterable[str] | None = None,
     ) -> NewToken:
         """Create a token; its secret is in the result and nowhere else.
-        See :meth:`TokenService.create`."""
+        See :meth:`TokenService.create`.
+
+        .. versionchanged:: 0.2
+            ``allowed_ips``: the networks the token may be used from.
+        """
         return self.service().create(
             name=name,
             workspace=workspace,
@@ -216,6 +227,7 @@ class AccessTokens:
             repository=repository,
             created_by=created_by,
             expires_at=expires_at,
+            allowed_ips=allowed_ips,
         )
 
     def get_token(self, token_id: str) -> AccessToken | None:
@@ -253,9 +265,28 @@ class AccessTokens:
         such token. See :meth:`TokenService.rotate`."""
         return self.service().rotate(token_id, rotated_by, grace)
 
-    def prune_tokens(self, older_than: timedelta, *, dry_run: bool = False) -> list[AccessToken]:
-        """Delete tokens revoked or expired more than ``older_than`` ago."""
-        return self.service().prune(older_than, dry_run=dry_run)
+    def prune_tokens(
+        self,
+        older_than: timedelta,
+        *,
+        dry_run: bool = False,
+        clients_older_than: timedelta | None = None,
+    ) -> list[AccessToken]:
+        """Delete tokens revoked or expired more than ``older_than`` ago, and
+        forget client addresses older than ``clients_older_than`` (default
+        ``ACCESSTOKENS_RECENT_CLIENTS_MAX_AGE``). See :meth:`TokenService.prune`."""
+        return self.service().prune(
+            older_than, dry_run=dry_run, clients_older_than=clients_older_than
+        )
+
+    def notify_expiring(self, now: datetime | None = None) -> int:
+        """Send the expiry warnings that are due; returns how many. Run it
+        from cron (``flask access-tokens notify-expiring``). See
+        :meth:`TokenService.notify_expiring`.
+
+        .. versionadded:: 0.2
+        """
+        return self.service().notify_expiring(now)
 
     def audit_events(self, token_id: str | None = None, limit: int = 100) -> list[Any]:
         """The audit log, newest first."""

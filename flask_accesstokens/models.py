@@ -7,8 +7,10 @@ them. No column holds a secret or anything it can be recovered from.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
+from datetime import timedelta
 from datetime import timezone
 from typing import Any
 from typing import cast
@@ -22,6 +24,7 @@ from sqlalchemy import String
 from sqlalchemy import Table
 from sqlalchemy import Text
 from sqlalchemy import TypeDecorator
+from sqlalchemy import UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.orm import Mapped
@@ -114,6 +117,44 @@ class AccessToken(Base):
     #: Bumped by every rotation: a rotation only succeeds if the generation it
     #: read is still current (compare-and-set), so overlapping ones cannot both.
     generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: Client address allow list: normalised networks, space-separated, or
+    #: None for anywhere. Fixed at creation; read by the request path's lookup.
+    allowed_ips: Mapped[str | None] = mapped_column(Text)
+    #: The addresses of :attr:`recent_clients`, space-separated, newest first:
+    #: read by the lookup so a request knows without a query whether its
+    #: address is new.
+    recent_ips: Mapped[str | None] = mapped_column(Text)
+    #: Up to five ``{"ip", "user_agent", "last_seen"}`` as JSON, newest first.
+    recent_clients_json: Mapped[str | None] = mapped_column("recent_clients", Text)
+    #: The window that bounds immediate writes of new addresses, shared by
+    #: every worker through a conditional UPDATE.
+    new_clients_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    new_clients_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    @property
+    def allowed_networks(self) -> list[str] | None:
+        """The allow list as a list, or None for anywhere."""
+        return None if self.allowed_ips is None else self.allowed_ips.split()
+
+    @property
+    def recent_clients(self) -> list[dict[str, Any]]:
+        """Up to five recent clients, newest first: ``ip``, ``user_agent``
+        and ``last_seen`` (ISO 8601 UTC)."""
+        if not self.recent_clients_json:
+            return []
+        try:
+            value = json.loads(self.recent_clients_json)
+        except ValueError:
+            return []
+        return value if isinstance(value, list) else []
+
+    def expires_within(self, delta: timedelta) -> bool:
+        """Active and expiring within ``delta``: what the admin pages mark."""
+        return (
+            self.expires_at is not None
+            and self.revoked_at is None
+            and utcnow() < self.expires_at <= utcnow() + delta
+        )
 
     @property
     def is_active(self) -> bool:
@@ -170,7 +211,24 @@ class TokenEvent(Base):
     detail: Mapped[str | None] = mapped_column(Text)
 
 
+class TokenNotice(Base):
+    """An expiry warning already sent: ``expiring:<days>`` or ``expired``.
+    The unique key makes sending at most once even when two cron runs
+    overlap: whoever inserts the row sends the signal."""
+
+    __tablename__ = "accesstokens_notice"
+    __table_args__ = (UniqueConstraint("token_id", "kind", name="uq_accesstokens_notice"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("accesstokens_token.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 #: The same tables for Core statements (the request path uses no ORM).
 TOKENS = cast(Table, AccessToken.__table__)
 SECRETS = cast(Table, TokenSecret.__table__)
 EVENTS = cast(Table, TokenEvent.__table__)
+NOTICES = cast(Table, TokenNotice.__table__)

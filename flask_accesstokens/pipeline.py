@@ -1,6 +1,7 @@
 """The request pipeline, top to bottom:
 
-credentials → token format → lookup → checks (expiry, scope, binding) → usage.
+credentials → token format → lookup → checks (expiry, client address, scope,
+binding) → usage.
 
 Every failure before the token is known answers like an unknown token, so the
 answer reveals nothing; the reason goes only to signals and the (aggregated)
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
+from datetime import datetime
 from typing import cast
 
 from flask import Flask
@@ -19,8 +21,11 @@ from flask import request
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import signals
+from .addresses import allows
+from .addresses import client_address
 from .credentials import token_from_header
 from .errors import AccessTokenError
+from .errors import AddressNotAllowed
 from .errors import InsufficientScope
 from .errors import InvalidRequest
 from .errors import InvalidToken
@@ -35,12 +40,24 @@ from .resources import reaches
 from .resources import within
 from .state import AppState
 from .state import ENVIRON_KEY
+from .state import HEADERS_KEY
 from .state import PIPELINE_KEY
 from .store import MAX_CACHED_ROWS as MAX_BUILT
+from .store import NEW_CLIENTS_WINDOW
 from .store import RequestStore
 from .store import TokenRow
 from .tokenformat import is_well_formed
 from .tokens import AuthenticatedToken
+
+#: ``X-Credential-Type`` per token type, as Bitbucket Cloud names them.
+CREDENTIAL_TYPES = {
+    "repository": "repo_access_token",
+    "project": "project_access_token",
+    "workspace": "workspace_access_token",
+}
+#: Tokens whose budget of immediate new-client writes this process saw
+#: spent, at most this many remembered.
+MAX_REMEMBERED_BUDGETS = 10_000
 
 
 class Pipeline:
@@ -60,11 +77,16 @@ class Pipeline:
             if settings.ratelimit
             else None
         )
+        self.scope_headers = settings.scope_headers
         #: Scope tuples already checked against this app's catalog.
         self._checked: set[tuple[str, ...]] = set()
         #: The token built from each row the store handed out, so a cached
         #: row is not decoded into a token again on every request.
         self._built: dict[str, tuple[TokenRow, AuthenticatedToken]] = {}
+        #: token id -> until when its new-client budget is known to be spent,
+        #: so a flood of new addresses costs one failed UPDATE per worker per
+        #: window, not one per request.
+        self._budget_spent: dict[str, datetime] = {}
 
     @staticmethod
     def of(app: Flask) -> Pipeline:
@@ -96,8 +118,15 @@ class Pipeline:
                 if optional:
                     return None
                 raise MissingToken()
-            # 2. token format, 3. lookup, 4a. the token's own state
+            # 2. token format, 3. lookup, 4a. the token's own state and the
+            # client's address
             token = self.authenticate(secret, client)
+            if self.scope_headers:
+                environ[HEADERS_KEY] = [
+                    ("X-OAuth-Scopes", ", ".join(token.scopes)),
+                    ("X-Accepted-OAuth-Scopes", ", ".join(scopes)),
+                    ("X-Credential-Type", CREDENTIAL_TYPES[token.type]),
+                ]
             # 4b. scope, then binding
             granted = token.granted
             if not (
@@ -117,12 +146,41 @@ class Pipeline:
             e.realm = self.realm
             raise
         # 5. usage
-        self.record_use(token, client)
+        self._accept(token, client)
+        return token
+
+    def identify(self) -> AuthenticatedToken:
+        """Authenticate the current request without asking for a scope or a
+        resource: for a token's requests about itself (``/access-tokens/self``).
+        The allow list still applies. Raises like :meth:`verify`."""
+        environ = request.environ
+        client: str | None = environ.get("REMOTE_ADDR")
+        try:
+            try:
+                secret = token_from_header(environ.get("HTTP_AUTHORIZATION"))
+            except InvalidRequest:
+                self._throttled(client)
+                raise
+            if secret is None:
+                raise MissingToken()
+            token = self.authenticate(secret, client)
+        except AccessTokenError as e:
+            e.realm = self.realm
+            raise
+        if self.scope_headers:
+            environ[HEADERS_KEY] = [
+                ("X-OAuth-Scopes", ", ".join(token.scopes)),
+                ("X-Credential-Type", CREDENTIAL_TYPES[token.type]),
+            ]
+        self._accept(token, client)
+        return token
+
+    def _accept(self, token: AuthenticatedToken, client: str | None) -> None:
+        self.record_use(token, client, request.environ.get("HTTP_USER_AGENT"))
         g._accesstokens_token = token
-        environ[ENVIRON_KEY] = token.id
+        request.environ[ENVIRON_KEY] = token.id
         if signals.token_authenticated.receivers:
             signals.token_authenticated.send(self.app, token=token)
-        return token
 
     def authenticate(self, secret: str, client: str | None) -> AuthenticatedToken:
         """The token this secret belongs to, if it may be used now. Unknown,
@@ -142,6 +200,12 @@ class Pipeline:
             raise self._reject("revoked", row.id, client)
         if row.expires_at is not None and row.expires_at <= now:
             raise self._reject("expired", row.id, client)
+        # A valid token from the wrong place: not throttled (the token is
+        # good), and decided before scope and binding so no route answers
+        # differently.
+        if row.allowed_ips is not None and not allows(row.allowed_ips, client):
+            self._failed("address_not_allowed", row.id, client)
+            raise AddressNotAllowed()
         built = self._built.get(row.digest)
         if built is not None and built[0] is row:  # the same cached row: same token
             return built[1]
@@ -157,19 +221,58 @@ class Pipeline:
             row.created_by,
             row.expires_at,
             row.last_used_at,
+            None if row.allowed_ips is None else tuple(row.allowed_ips.split()),
+            row.recent_ips,
         )
         if len(self._built) >= MAX_BUILT:
             self._built.clear()
         self._built[row.digest] = (row, token)
         return token
 
-    def record_use(self, token: AuthenticatedToken, client: str | None) -> None:
-        """Never on the failure path, and at most once per
-        ``ACCESSTOKENS_LAST_USED_RESOLUTION`` per token."""
-        last = token.last_used_at
+    def record_use(
+        self, token: AuthenticatedToken, client: str | None, user_agent: str | None = None
+    ) -> None:
+        """Never on the failure path. ``last_used_at``, and the client among
+        the recent ones, at most once per ``ACCESSTOKENS_LAST_USED_RESOLUTION``
+        per token; a client address the lookup did not list is recorded at
+        once, within a small budget per token shared by every worker. A known
+        address, on a request where nothing is due, costs no write."""
         now = utcnow()
-        if last is None or now - last >= self.resolution:
-            self.store.touch(token.id, now, client)
+        last = token.last_used_at
+        due = last is None or now - last >= self.resolution
+        address = None
+        if client is not None:
+            if client in token.recent_ips:
+                address = client
+            else:
+                parsed = client_address(client)
+                address = None if parsed is None else str(parsed)
+                if address is not None and address not in token.recent_ips:
+                    if self._new_client(token, now, client, address, user_agent, due):
+                        return
+        if due:
+            self.store.touch(token.id, now, client, address, user_agent)
+
+    def _new_client(
+        self,
+        token: AuthenticatedToken,
+        now: datetime,
+        client: str,
+        address: str,
+        user_agent: str | None,
+        due: bool,
+    ) -> bool:
+        spent_until = self._budget_spent.get(token.id)
+        if spent_until is not None and now < spent_until:
+            return False
+        if self.store.add_client(token.id, now, client, address, user_agent, due):
+            return True
+        if len(self._budget_spent) >= MAX_REMEMBERED_BUDGETS:
+            self._budget_spent = {k: v for k, v in self._budget_spent.items() if now < v}
+            if len(self._budget_spent) >= MAX_REMEMBERED_BUDGETS:
+                self._budget_spent.clear()
+        self._budget_spent[token.id] = now + NEW_CLIENTS_WINDOW
+        return False
 
     # -- failures ----------------------------------------------------------------
 

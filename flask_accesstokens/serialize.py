@@ -66,6 +66,8 @@ def token_json(token: AccessToken) -> dict[str, Any]:
         "revoked_by": token.revoked_by,
         "expires_at": isoformat(token.expires_at),
         "rotated_at": isoformat(token.rotated_at),
+        "allowed_ips": token.allowed_networks,
+        "recent_clients": token.recent_clients,
     }
 
 

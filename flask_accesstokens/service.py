@@ -10,6 +10,7 @@ token works, or stops working, for every worker as soon as the call returns.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,10 +20,12 @@ from typing import cast
 
 import sqlalchemy as sa
 from flask import Flask
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import signals
 from . import tokenformat
+from .addresses import parse_allow_list
 from .config import MAX_ROTATION_GRACE
 from .errors import PlanRestriction
 from .errors import TokenConflict
@@ -32,10 +35,12 @@ from .models import AccessToken
 from .models import as_utc
 from .models import NAME_MAX_LENGTH
 from .models import TokenEvent
+from .models import TokenNotice
 from .models import TokenSecret
 from .models import utcnow
 from .resources import Resource
 from .scopes import TOKEN_TYPES
+from .serialize import parse_datetime
 from .state import AppState
 from .state import SERVICE_KEY
 from .tokens import NewToken
@@ -88,11 +93,20 @@ class TokenService:
         repository: str | None = None,
         created_by: str | None = None,
         expires_at: datetime | None = None,
+        allowed_ips: Iterable[str] | None = None,
     ) -> NewToken:
         """Validate everything, then write token, digest and audit row in one
         transaction. Raises :class:`TokenValidationError` (a ValueError naming
         the field), :class:`UnknownResource` or :class:`PlanRestriction`, and
-        writes nothing, when anything is wrong."""
+        writes nothing, when anything is wrong.
+
+        ``allowed_ips`` lists the networks the token may be used from (IPv4
+        or IPv6, strict CIDR, or bare addresses); None means anywhere. Like
+        the scopes it is fixed at creation and kept on rotation.
+
+        .. versionchanged:: 0.2
+            ``allowed_ips``.
+        """
         name = check_name(name)
         resource = check_resource(workspace, project, repository)
         if isinstance(scopes, str):
@@ -101,6 +115,12 @@ class TokenService:
             granted = self.catalog.validate(resource.type, scopes)
         except ValueError as e:
             raise TokenValidationError("scopes", str(e).removeprefix("scopes: ")) from None
+        networks = None
+        if allowed_ips is not None:
+            try:
+                networks = parse_allow_list(allowed_ips)
+            except (TypeError, ValueError) as e:
+                raise TokenValidationError("allowed_ips", str(e)) from None
         now = utcnow()
         expires_at = self.check_expiry(expires_at, now)
         self.check_plan(resource)
@@ -117,6 +137,8 @@ class TokenService:
             created_by=created_by,
             expires_at=expires_at,
             generation=0,
+            allowed_ips=None if networks is None else " ".join(networks),
+            new_clients_count=0,
         )
         secret = self._add_secret(token, now)
         self._audit("created", token, actor=created_by)
@@ -345,9 +367,24 @@ class TokenService:
 
     # -- prune ----------------------------------------------------------------------------------
 
-    def prune(self, older_than: timedelta, *, dry_run: bool = False) -> list[AccessToken]:
+    def prune(
+        self,
+        older_than: timedelta,
+        *,
+        dry_run: bool = False,
+        clients_older_than: timedelta | None = None,
+    ) -> list[AccessToken]:
         """Delete tokens revoked or expired more than ``older_than`` ago. The
-        audit log keeps their history."""
+        audit log keeps their history. Unless ``dry_run``, also forget client
+        addresses (recent clients, last-used address) seen longer ago than
+        ``clients_older_than`` (default ``ACCESSTOKENS_RECENT_CLIENTS_MAX_AGE``):
+        they are personal data.
+
+        .. versionchanged:: 0.2
+            Forgets old client addresses too.
+        """
+        if not dry_run:
+            self.prune_clients(clients_older_than)
         cutoff = utcnow() - older_than
         t = AccessToken
         query = sa.select(t).where(
@@ -365,9 +402,117 @@ class TokenService:
             # Detached with what was loaded, so callers can still describe them.
             self.session.expunge(token)
         self.session.execute(sa.delete(TokenSecret).where(TokenSecret.token_id.in_(ids)))
+        self.session.execute(sa.delete(TokenNotice).where(TokenNotice.token_id.in_(ids)))
         self.session.execute(sa.delete(AccessToken).where(AccessToken.id.in_(ids)))
         self._commit()
         return doomed
+
+    def prune_clients(self, older_than: timedelta | None = None) -> int:
+        """Forget client addresses last seen more than ``older_than`` ago
+        (default ``ACCESSTOKENS_RECENT_CLIENTS_MAX_AGE``). Returns how many
+        addresses were dropped.
+
+        .. versionadded:: 0.2
+        """
+        age = self.settings.recent_clients_max_age if older_than is None else older_than
+        cutoff = utcnow() - age
+        t = AccessToken
+        dropped = 0
+        query = sa.select(t).where(
+            sa.or_(
+                t.recent_ips.is_not(None),
+                sa.and_(t.last_used_ip.is_not(None), t.last_used_at < cutoff),
+            )
+        )
+        for token in self.session.scalars(query):
+            if token.last_used_ip is not None and (
+                token.last_used_at is None or token.last_used_at < cutoff
+            ):
+                token.last_used_ip = None
+                dropped += 1
+            clients = token.recent_clients
+            kept = [c for c in clients if _seen_since(c, cutoff)]
+            if len(kept) != len(clients) or (token.recent_ips and not clients):
+                dropped += len(clients) - len(kept)
+                token.recent_clients_json = json.dumps(kept) if kept else None
+                token.recent_ips = " ".join(c["ip"] for c in kept) or None
+        self._commit()
+        return dropped
+
+    # -- expiry warnings ----------------------------------------------------------------
+
+    def notify_expiring(self, now: datetime | None = None) -> int:
+        """Send ``token_expiring`` and ``token_expired`` for tokens with an
+        expiry, neither revoked nor canaries: each threshold of
+        ``ACCESSTOKENS_EXPIRY_WARNINGS`` at most once (only the smallest when
+        several are crossed at once), ``token_expired`` once after expiry
+        (and only that for a token already expired when first seen). Each
+        notice is a row with a unique (token, kind) key, inserted and
+        committed before its signal: overlapping runs (two cron hosts) cannot
+        both send it. Returns how many signals were sent.
+
+        .. versionadded:: 0.2
+        """
+        now = utcnow() if now is None else as_utc(now)
+        assert now is not None
+        thresholds = self.settings.expiry_warnings
+        horizon = now + timedelta(days=max(thresholds, default=0))
+        t = AccessToken
+        query = (
+            sa.select(t)
+            .where(t.expires_at.is_not(None), t.expires_at <= horizon, t.revoked_at.is_(None))
+            # ISSUE 11 (canary tokens): skip canaries here, e.g. .where(t.canary.is_(False))
+            .order_by(t.expires_at, t.id)
+        )
+        candidates = list(self.session.scalars(query))
+        sent = self._sent_notices([token.id for token in candidates])
+        count = 0
+        for token in candidates:
+            expires_at = token.expires_at
+            assert expires_at is not None
+            if expires_at <= now:
+                kind, days = "expired", None
+            else:
+                crossed = [d for d in thresholds if expires_at - now <= timedelta(days=d)]
+                if not crossed:
+                    continue
+                days = min(crossed)
+                kind = f"expiring:{days}"
+            if (token.id, kind) in sent or not self._claim_notice(token.id, kind, now):
+                continue
+            if days is None:
+                signals.token_expired.send(self.app, token=token)
+            else:
+                signals.token_expiring.send(self.app, token=token, days_left=days)
+            count += 1
+        return count
+
+    def _sent_notices(self, token_ids: list[str]) -> set[tuple[str, str]]:
+        sent: set[tuple[str, str]] = set()
+        for start in range(0, len(token_ids), 500):
+            chunk = token_ids[start : start + 500]
+            rows = self.session.execute(
+                sa.select(TokenNotice.token_id, TokenNotice.kind).where(
+                    TokenNotice.token_id.in_(chunk)
+                )
+            )
+            sent.update((token_id, kind) for token_id, kind in rows)
+        return sent
+
+    def _claim_notice(self, token_id: str, kind: str, now: datetime) -> bool:
+        """Insert the notice; False if another run already did."""
+        try:
+            self.session.execute(
+                sa.insert(TokenNotice).values(token_id=token_id, kind=kind, sent_at=now)
+            )
+            self.session.commit()
+        except IntegrityError:
+            self.session.rollback()
+            return False
+        except BaseException:
+            self.session.rollback()
+            raise
+        return True
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -461,6 +606,15 @@ def check_resource(workspace: object, project: object, repository: object) -> Re
     except ValueError as e:
         field, _, message = str(e).partition(": ")
         raise TokenValidationError(field, message) from None
+
+
+def _seen_since(client: object, cutoff: datetime) -> bool:
+    if not isinstance(client, dict):
+        return False
+    try:
+        return parse_datetime(client.get("last_seen")) >= cutoff
+    except ValueError:
+        return False
 
 
 def _days(delta: timedelta) -> str:

@@ -32,6 +32,9 @@ SERVICE_KEY = "accesstokens.service"
 #: Set in the WSGI environ of a token-authenticated request; responses to
 #: such requests lose every ``Set-Cookie`` header.
 ENVIRON_KEY = "flask_accesstokens.token"
+#: Set in the WSGI environ to the scope headers (Bitbucket's ``X-OAuth-Scopes``
+#: and friends) the response will carry, error responses included.
+HEADERS_KEY = "flask_accesstokens.headers"
 
 ProjectLoader = Callable[[str, str], "str | None | Awaitable[str | None]"]
 ManagerLoader = Callable[[Resource], "str | None | Awaitable[str | None]"]

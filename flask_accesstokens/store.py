@@ -22,6 +22,7 @@ everything: the app session's.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -31,6 +32,7 @@ from collections.abc import Iterator
 from collections.abc import Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from datetime import timedelta
 from typing import Any
 from typing import NamedTuple
 
@@ -47,6 +49,7 @@ from .models import EVENTS
 from .models import SECRETS
 from .models import TOKENS
 from .models import utcnow
+from .serialize import isoformat
 from .sqlitechange import SQLiteChange
 from .state import AppState
 
@@ -57,6 +60,14 @@ log = logging.getLogger("flask_accesstokens")
 SQLITE_BEST_EFFORT_WAIT_MS = 100
 #: Rows a SQLite connection remembers between commits.
 MAX_CACHED_ROWS = 10_000
+#: Recent clients kept per token.
+RECENT_CLIENTS = 5
+#: New client addresses recorded at once per token per window; more wait for
+#: the last-used coalescing.
+NEW_CLIENTS_PER_MINUTE = 5
+NEW_CLIENTS_WINDOW = timedelta(minutes=1)
+#: Longest user agent kept.
+USER_AGENT_MAX_LENGTH = 255
 
 
 class TokenRow(NamedTuple):
@@ -77,11 +88,17 @@ class TokenRow(NamedTuple):
     #: When the presented secret stops working: None for a current secret.
     valid_until: datetime | None
     digest: str
+    #: The allow list as stored (normalised networks, space-separated), or
+    #: None for anywhere.
+    allowed_ips: str | None = None
+    #: The addresses of the recent clients, newest first.
+    recent_ips: tuple[str, ...] = ()
 
 
 def _decode(row: Sequence[Any]) -> TokenRow:
     (id_, name, type_, workspace, project, repository, scopes, created_by,
-     revoked_at, expires_at, last_used_at, valid_until, digest) = row  # fmt: skip
+     revoked_at, expires_at, last_used_at, valid_until, digest,
+     allowed_ips, recent_ips) = row  # fmt: skip
     return TokenRow(
         id_,
         name,
@@ -96,6 +113,8 @@ def _decode(row: Sequence[Any]) -> TokenRow:
         None if last_used_at is None else as_utc(last_used_at),
         None if valid_until is None else as_utc(valid_until),
         digest,
+        allowed_ips,
+        tuple(recent_ips.split()) if recent_ips else (),
     )
 
 
@@ -118,6 +137,8 @@ def lookup_statement(count: int) -> sa.Select[Any]:
             t.c.last_used_at,
             s.c.valid_until,
             s.c.digest,
+            t.c.allowed_ips,
+            t.c.recent_ips,
         )  # fmt: skip
         .select_from(s.join(t, t.c.id == s.c.token_id))
         .where(s.c.digest.in_(digests) if count > 1 else s.c.digest == digests[0])
@@ -342,23 +363,101 @@ class RequestStore:
             finally:
                 conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(previous or 0)}")
 
-    def touch(self, token_id: str, now: datetime, client: str | None) -> None:
+    def touch(
+        self,
+        token_id: str,
+        now: datetime,
+        client: str | None,
+        address: str | None = None,
+        user_agent: str | None = None,
+    ) -> None:
         """Record use, at most once per resolution, by whichever worker gets
-        there first. Never fails the request."""
+        there first, and with it the client among the recent ones (known or
+        new): one UPDATE. Never fails the request."""
         t = TOKENS
         cutoff = now - self._state.settings.last_used_resolution
+        due = sa.or_(t.c.last_used_at.is_(None), t.c.last_used_at <= cutoff)
         try:
             with self.transaction() as conn:
+                if address is None:
+                    conn.execute(
+                        t.update()
+                        .where(t.c.id == token_id, due)
+                        .values(last_used_at=now, last_used_ip=client)
+                    )
+                    return
+                stored, clients = self._clients_with(conn, token_id, now, address, user_agent)
                 conn.execute(
                     t.update()
-                    .where(
-                        t.c.id == token_id,
-                        sa.or_(t.c.last_used_at.is_(None), t.c.last_used_at <= cutoff),
-                    )
-                    .values(last_used_at=now, last_used_ip=client)
+                    .where(t.c.id == token_id, due, _unchanged(stored))
+                    .values(last_used_at=now, last_used_ip=client, **_client_values(clients))
                 )
         except SQLAlchemyError:
             log.warning("could not record use of access token %s", token_id, exc_info=True)
+
+    def add_client(
+        self,
+        token_id: str,
+        now: datetime,
+        client: str | None,
+        address: str,
+        user_agent: str | None,
+        touch: bool,
+    ) -> bool:
+        """Record a new client address now, if this token's budget of
+        ``NEW_CLIENTS_PER_MINUTE`` immediate writes allows, and last use with
+        it when ``touch`` says it is due: one conditional UPDATE (a second
+        one only if another worker wrote last use meanwhile), which counts
+        the budget in the row, so it holds across every worker. False when
+        the budget is spent, another worker changed the clients meanwhile, or
+        the write failed: the address then waits for the usual last-used
+        coalescing."""
+        t = TOKENS
+        window = now - NEW_CLIENTS_WINDOW
+        fresh = sa.or_(t.c.new_clients_since.is_(None), t.c.new_clients_since <= window)
+        cutoff = now - self._state.settings.last_used_resolution
+        due = sa.or_(t.c.last_used_at.is_(None), t.c.last_used_at <= cutoff)
+        budget = {
+            # Typed binds: an untyped aware datetime would reach the
+            # database as timestamptz and shift with the session's zone.
+            "new_clients_since": sa.case((fresh, _stamp(now)), else_=t.c.new_clients_since),
+            "new_clients_count": sa.case((fresh, 1), else_=t.c.new_clients_count + 1),
+        }
+        try:
+            with self.transaction() as conn:
+                stored, clients = self._clients_with(conn, token_id, now, address, user_agent)
+                allowed = (
+                    t.c.id == token_id,
+                    sa.or_(fresh, t.c.new_clients_count < NEW_CLIENTS_PER_MINUTE),
+                    _unchanged(stored),
+                )
+                values = {**budget, **_client_values(clients)}
+                if touch:
+                    # Last use only if still due: another worker may have
+                    # written it since the lookup. Never rewritten unchanged.
+                    taken = conn.execute(
+                        t.update()
+                        .where(*allowed, due)
+                        .values(**values, last_used_at=now, last_used_ip=client)
+                    ).rowcount
+                    if taken:
+                        return True
+                taken = conn.execute(t.update().where(*allowed).values(**values)).rowcount
+                return bool(taken)
+        except SQLAlchemyError:
+            log.warning("could not record a client of access token %s", token_id, exc_info=True)
+            return False
+
+    @staticmethod
+    def _clients_with(
+        conn: Connection, token_id: str, now: datetime, address: str, user_agent: str | None
+    ) -> tuple[str | None, list[dict[str, Any]]]:
+        """The stored recent clients, and what they become with this one.
+        The UPDATE that follows only applies if they are still as read
+        (compare-and-set), so concurrent workers cannot lose each other's."""
+        t = TOKENS
+        stored = conn.execute(sa.select(t.c.recent_clients).where(t.c.id == token_id)).scalar()
+        return stored, add_recent_client(stored, address, user_agent, now)
 
     def count_failure(self, reason: str, token_id: str | None, client: str | None) -> int:
         """Aggregate a failure per (reason, token or client) and write it at
@@ -411,6 +510,44 @@ class RequestStore:
                 conn.execute(EVENTS.insert().values(at=utcnow(), **values))
         except SQLAlchemyError:
             log.warning("could not write audit event %s", values.get("action"), exc_info=True)
+
+
+def _stamp(value: datetime) -> sa.BindParameter[Any]:
+    return sa.literal(value, TOKENS.c.last_used_at.type)
+
+
+def _unchanged(stored: str | None) -> sa.ColumnElement[bool]:
+    return TOKENS.c.recent_clients.is_not_distinct_from(stored)
+
+
+def _client_values(clients: list[dict[str, Any]]) -> dict[str, str]:
+    return {
+        "recent_clients": json.dumps(clients),
+        "recent_ips": " ".join(c["ip"] for c in clients),
+    }
+
+
+def add_recent_client(
+    stored: str | None, address: str, user_agent: str | None, now: datetime
+) -> list[dict[str, Any]]:
+    """The recent clients with this one first: one entry per address, at
+    most :data:`RECENT_CLIENTS`, user agents bounded and printable."""
+    try:
+        clients = json.loads(stored) if stored else []
+    except ValueError:
+        clients = []
+    if not isinstance(clients, list):
+        clients = []
+    entry = {"ip": address, "user_agent": clean_user_agent(user_agent), "last_seen": isoformat(now)}
+    kept = [c for c in clients if isinstance(c, dict) and c.get("ip") != address]
+    return [entry, *kept][:RECENT_CLIENTS]
+
+
+def clean_user_agent(user_agent: str | None) -> str | None:
+    if not user_agent:
+        return None
+    text = "".join(c for c in user_agent if c.isprintable())[:USER_AGENT_MAX_LENGTH]
+    return text or None
 
 
 def _dispose(pool: Pool, pid: int) -> None:

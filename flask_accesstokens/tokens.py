@@ -47,6 +47,11 @@ class AuthenticatedToken(NamedTuple):
     expires_at: datetime | None
     #: As stored before this request.
     last_used_at: datetime | None = None
+    #: The client address allow list (normalised networks), or None for
+    #: anywhere.
+    allowed_ips: tuple[str, ...] | None = None
+    #: The recent clients' addresses as stored before this request.
+    recent_ips: tuple[str, ...] = ()
 
     @property
     def resource(self) -> Resource:

@@ -34,6 +34,7 @@ BAD: dict[str, list[Any]] = {
     "RATELIMIT_STORAGE_URI": ["redis", "nosuch://x", 5, None],
     "SCOPE_HEADERS": ["no", 0, None],
     "EXPIRY_WARNINGS": [30, "30", [0], [-1], [1.5], [True], None],
+    "RECENT_CLIENTS_MAX_AGE": [0, -1, "90d", None, timedelta(0), True],
     "SECRET_SCANNING_KEYS": [
         None,
         ["https://x"],

@@ -33,7 +33,12 @@ from flask_accesstokens.models import Base
 # Flask-Migrate's generated env.py still calls db.get_engine() first.
 pytestmark = pytest.mark.filterwarnings("ignore:'get_engine' is deprecated:DeprecationWarning")
 
-TABLES = {"accesstokens_token", "accesstokens_secret", "accesstokens_event"}
+TABLES = {
+    "accesstokens_token",
+    "accesstokens_secret",
+    "accesstokens_event",
+    "accesstokens_notice",
+}
 
 
 @pytest.fixture(autouse=True)

@@ -72,6 +72,15 @@ def test_revoked_cards_have_no_actions_label(facts: dict[str, dict[str, Any]]) -
 
 
 @pytest.mark.parametrize("width", list(screenshots.WIDTHS))
+def test_owner_controls_are_shown(facts: dict[str, Any], width: str) -> None:
+    tokens_page = facts[f"tokens-{width}"]
+    assert tokens_page["expiringSoon"] == 1
+    assert tokens_page["recentClients"] == 1
+    assert tokens_page["allowedIps"] == 1
+    assert facts[f"notifications-{width}"]["notifications"] == 1
+
+
+@pytest.mark.parametrize("width", list(screenshots.WIDTHS))
 def test_resubmitted_notice_reads_as_a_warning(
     facts: dict[str, dict[str, Any]], width: str
 ) -> None:
