@@ -47,6 +47,8 @@ def token_json(token: AccessToken) -> dict[str, Any]:
     """The public view of a token record.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2
+        ``canary``, ``leak_provider`` and ``leak_url``.
     """
     return {
         "id": token.id,
@@ -66,6 +68,9 @@ def token_json(token: AccessToken) -> dict[str, Any]:
         "revoked_by": token.revoked_by,
         "expires_at": isoformat(token.expires_at),
         "rotated_at": isoformat(token.rotated_at),
+        "canary": bool(token.canary),
+        "leak_provider": token.leak_provider,
+        "leak_url": token.leak_url,
     }
 
 

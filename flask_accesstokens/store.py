@@ -73,11 +73,13 @@ class TokenRow(NamedTuple):
     #: When the presented secret stops working: None for a current secret.
     valid_until: datetime | None
     digest: str
+    #: A decoy: answered like an unknown token, and it raises an alarm.
+    canary: bool = False
 
 
 def _decode(row: Sequence[Any]) -> TokenRow:
     (id_, name, type_, workspace, project, repository, scopes, created_by,
-     revoked_at, expires_at, last_used_at, valid_until, digest) = row  # fmt: skip
+     revoked_at, expires_at, last_used_at, valid_until, digest, canary) = row  # fmt: skip
     return TokenRow(
         id_,
         name,
@@ -92,6 +94,7 @@ def _decode(row: Sequence[Any]) -> TokenRow:
         None if last_used_at is None else as_utc(last_used_at),
         None if valid_until is None else as_utc(valid_until),
         digest,
+        bool(canary),
     )
 
 
@@ -114,6 +117,7 @@ def lookup_statement(count: int) -> sa.Select[Any]:
             t.c.last_used_at,
             s.c.valid_until,
             s.c.digest,
+            t.c.canary,
         )  # fmt: skip
         .select_from(s.join(t, t.c.id == s.c.token_id))
         .where(s.c.digest.in_(digests) if count > 1 else s.c.digest == digests[0])
