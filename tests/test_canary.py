@@ -307,8 +307,8 @@ def test_cli_create_canary(app: Flask, tokens: AccessTokens) -> None:
         ]
     )
     assert both.exit_code != 0
-    scoped = ["access-tokens", "create-canary", "--workspace", "acme", "--name", "x"]
-    scoped = runner.invoke(args=[*scoped, "--scope", "a"])
+    command = ["access-tokens", "create-canary", "--workspace", "acme", "--name", "x"]
+    scoped = runner.invoke(args=[*command, "--scope", "a"])
     assert scoped.exit_code != 0  # a canary takes no scopes
     assert len(tokens.list_tokens("acme")) == 1
 
