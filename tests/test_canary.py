@@ -364,3 +364,32 @@ def test_admin_creates_and_shows_canaries(admin: tuple[Flask, AccessTokens, Any]
     data = {**_form(client, f"{base}/new"), "name": "CI"}
     assert client.post(f"{base}/new", data=data).status_code == 400
     assert len(tokens.list_tokens("acme", repository="api")) == 1
+
+
+def test_admin_shows_leak_revocations(admin: tuple[Flask, AccessTokens, Any]) -> None:
+    app, tokens, client = admin
+    base = "/settings/repositories/acme/api/access-tokens"
+    linked = tokens.create_token(
+        name="linked", workspace="acme", repository="api", scopes=["repository"]
+    )
+    scripted = tokens.create_token(
+        name="scripted", workspace="acme", repository="api", scopes=["repository"]
+    )
+    response = client.post("/api/access-tokens/revoke", json={"access_tokens": [linked.secret]})
+    assert response.status_code == 202
+    service = tokens.service()
+    record = service.get(scripted.token.id)
+    assert record is not None
+    # As a scanner would have recorded it; only http(s) URLs become links.
+    record.leak_provider, record.leak_url = "github", "javascript:alert(1)"
+    service.session.commit()
+    service.revoke(scripted.token.id, revoked_by="secret scanning: github")
+    record = service.get(linked.token.id)
+    assert record is not None
+    record.leak_url = "https://github.com/o/r/blob/x/.env"
+    service.session.commit()
+    listing = client.get(base).text
+    assert "Leaked: reported by public" in listing and "by public revocation" in listing
+    assert 'href="https://github.com/o/r/blob/x/.env"' in listing
+    assert "Leaked: reported by github, found at javascript:alert(1)" in listing
+    assert 'href="javascript:' not in listing
