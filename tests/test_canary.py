@@ -9,6 +9,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -77,15 +78,15 @@ def test_create_canary(tokens: AccessTokens, canary: Any) -> None:
 
 
 def test_canary_ignores_max_lifetime(database_uri: str) -> None:
-    from datetime import timedelta
-
     app, db, tokens = make_app(database_uri, ACCESSTOKENS_MAX_LIFETIME=timedelta(days=30))
-    with app.app_context():
-        try:
+    try:
+        with app.app_context():
             with pytest.raises(ValueError):
                 tokens.create_token(name="CI", workspace="acme", scopes=["account"])
             assert tokens.create_canary(name="c", workspace="acme").token.expires_at is None
-        finally:
+    finally:
+        # In a context of its own: the one above has let go of its connection.
+        with app.app_context():
             AccessTokens.dispose_connections()
             db.engine.dispose()
 
@@ -375,7 +376,9 @@ def test_admin_shows_leak_revocations(admin: tuple[Flask, AccessTokens, Any]) ->
     scripted = tokens.create_token(
         name="scripted", workspace="acme", repository="api", scopes=["repository"]
     )
-    response = client.post("/api/access-tokens/revoke", json={"access_tokens": [linked.secret]})
+    response = client.post(
+        "/api/access-tokens/revoke", json={"access_tokens": [linked.secret]}, buffered=True
+    )
     assert response.status_code == 202
     service = tokens.service()
     record = service.get(scripted.token.id)
