@@ -235,6 +235,13 @@ def token_url(endpoint: str, token: AccessToken, **values: Any) -> str:
     return resource_url(endpoint, resource_of(token), token_id=token.id, **values)
 
 
+def public_url(value: str | None) -> str | None:
+    """A reported URL, if it may be a link: http(s) only, never ``javascript:``."""
+    if value and value.lower().startswith(("https://", "http://")):
+        return value
+    return None
+
+
 def format_time(value: datetime | None, empty: str = "Never") -> str:
     if value is None:
         return empty
@@ -268,6 +275,7 @@ def _template_helpers() -> dict[str, Any]:
         "token_url": token_url,
         "resource_of": resource_of,
         "format_time": format_time,
+        "public_url": public_url,
         "scope_labels": scope_labels,
         "implied_labels": implied_labels,
         "expires_soon": expires_soon,
@@ -431,32 +439,50 @@ def create_token(
     scopes = form.getlist("scopes")
     expiry = form.get("expires_at", "")
     allowed = form.get("allowed_ips", "")
-    values = {"name": name, "scopes": scopes, "expires_at": expiry, "allowed_ips": allowed}
+    # A canary grants nothing and never expires: scopes and expiry are moot.
+    canary = form.get("canary") == "1"
+    values = {
+        "name": name,
+        "scopes": scopes,
+        "expires_at": expiry,
+        "allowed_ips": allowed,
+        "canary": canary,
+    }
     # One network per line (commas and spaces also separate); empty: anywhere.
     allowed_ips = allowed.replace(",", " ").split() or None
     # Check each field on its own first, so every error shows at once.
     errors: dict[str, str] = {}
     if not name.strip():
         errors["name"] = "Give the token a name."
-    if not scopes:
+    if not scopes and not canary:
         errors["scopes"] = "Choose at least one scope."
     expires_at = None
-    try:
-        expires_at = _service().check_expiry(_parse_expiry(expiry), utcnow())
-    except TokenValidationError as e:
-        errors[e.field] = e.message
+    if not canary:
+        try:
+            expires_at = _service().check_expiry(_parse_expiry(expiry), utcnow())
+        except TokenValidationError as e:
+            errors[e.field] = e.message
     if not errors:
         try:
-            new = _service().create(
-                name=name,
-                workspace=resource.workspace,
-                project=resource.project,
-                repository=resource.repository,
-                scopes=scopes,
-                created_by=user,
-                expires_at=expires_at,
-                allowed_ips=allowed_ips,
-            )
+            if canary:
+                new = _service().create_canary(
+                    name=name,
+                    workspace=resource.workspace,
+                    project=resource.project,
+                    repository=resource.repository,
+                    created_by=user,
+                )
+            else:
+                new = _service().create(
+                    name=name,
+                    workspace=resource.workspace,
+                    project=resource.project,
+                    repository=resource.repository,
+                    scopes=scopes,
+                    created_by=user,
+                    expires_at=expires_at,
+                    allowed_ips=allowed_ips,
+                )
         except UnknownResource as e:
             abort(404, e.message)
         except PlanRestriction as e:

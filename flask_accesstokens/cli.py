@@ -137,6 +137,40 @@ def create(
         _echo_secret(new.secret, new.token, "Created")
 
 
+@access_tokens.command("create-canary")
+@_resource_options
+@click.option("--name", required=True, help="Where it is planted, so the alarm says where.")
+@_actor
+@_json
+def create_canary(
+    workspace: str,
+    project: str | None,
+    repository: str | None,
+    name: str,
+    actor: str,
+    as_json: bool,
+) -> None:
+    """Create a canary token (it grants nothing; using it raises an alarm)
+    and print its secret, this once."""
+    _check_resource(project, repository)
+    try:
+        new = _service().create_canary(
+            name=name,
+            workspace=workspace,
+            project=project,
+            repository=repository,
+            created_by=actor,
+        )
+    except (UnknownResource, PlanRestriction) as e:
+        raise click.ClickException(e.message) from None
+    except TokenValidationError as e:
+        raise click.ClickException(f"{e.field}: {e.message}") from None
+    if as_json:
+        _echo_json(new_token_json(new.secret, new.token))
+    else:
+        _echo_secret(new.secret, new.token, "Created canary")
+
+
 @access_tokens.command("list")
 @_resource_options
 @click.option(
@@ -189,7 +223,7 @@ def list_command(
             t.type,
             _describe(t),
             t.name,
-            t.state,
+            f"{t.state} (canary)" if t.canary else t.state,
             ",".join(t.scopes),
             _date(t.created_at),
             _date(t.last_used_at) or "never",

@@ -141,6 +141,8 @@ def _keys_urls(key: str, value: Any) -> dict[str, str]:
     for provider, url in value.items():
         if not isinstance(provider, str) or not provider.isalnum() or not provider.isascii():
             raise ConfigurationError(key, f"provider {provider!r} must be ASCII letters and digits")
+        if provider.lower() == "public":  # public revocation's name in token_leaked
+            raise ConfigurationError(key, "provider 'public' is taken by public revocation")
         if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
             raise ConfigurationError(key, f"{provider}: {url!r} is not an http(s) URL")
         if not urlsplit(url).hostname:

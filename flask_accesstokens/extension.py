@@ -230,6 +230,29 @@ class AccessTokens:
             allowed_ips=allowed_ips,
         )
 
+    def create_canary(
+        self,
+        *,
+        name: str,
+        workspace: str,
+        project: str | None = None,
+        repository: str | None = None,
+        created_by: str | None = None,
+    ) -> NewToken:
+        """Create a canary token: it grants nothing, and using it raises
+        :data:`~flask_accesstokens.canary_tripped`. See
+        :meth:`TokenService.create_canary`.
+
+        .. versionadded:: 0.2
+        """
+        return self.service().create_canary(
+            name=name,
+            workspace=workspace,
+            project=project,
+            repository=repository,
+            created_by=created_by,
+        )
+
     def get_token(self, token_id: str) -> AccessToken | None:
         """The record, or None. See :meth:`TokenService.get`."""
         return self.service().get(token_id)

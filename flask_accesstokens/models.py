@@ -15,7 +15,9 @@ from datetime import timezone
 from typing import Any
 from typing import cast
 
+from sqlalchemy import Boolean
 from sqlalchemy import DateTime
+from sqlalchemy import false as sa_false
 from sqlalchemy import ForeignKey
 from sqlalchemy import Index
 from sqlalchemy import Integer
@@ -31,6 +33,8 @@ from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
 NAME_MAX_LENGTH = 255
+#: Reported URLs longer than this are cut: they are shown, never followed.
+LEAK_URL_MAX_LENGTH = 2048
 
 
 def utcnow() -> datetime:
@@ -117,6 +121,13 @@ class AccessToken(Base):
     #: Bumped by every rotation: a rotation only succeeds if the generation it
     #: read is still current (compare-and-set), so overlapping ones cannot both.
     generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: A decoy: it never grants anything, and using it raises an alarm.
+    canary: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    #: Who reported the token leaked (``github``, ``public``...), when that
+    #: is why it was revoked.
+    leak_provider: Mapped[str | None] = mapped_column(String(32))
+    #: Where the scanner found it, as reported: a public URL, not a secret.
+    leak_url: Mapped[str | None] = mapped_column(String(LEAK_URL_MAX_LENGTH))
     #: Client address allow list: normalised networks, space-separated, or
     #: None for anywhere. Fixed at creation; read by the request path's lookup.
     allowed_ips: Mapped[str | None] = mapped_column(Text)

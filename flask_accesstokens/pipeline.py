@@ -11,14 +11,19 @@ audit log.
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import cast
+from typing import Protocol
 
+from flask import after_this_request
 from flask import Flask
 from flask import g
+from flask import has_request_context
 from flask import request
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.wrappers import Response
 
 from . import signals
 from .addresses import allows
@@ -42,12 +47,23 @@ from .state import AppState
 from .state import ENVIRON_KEY
 from .state import HEADERS_KEY
 from .state import PIPELINE_KEY
+from .state import SERVICE_KEY
 from .store import MAX_CACHED_ROWS as MAX_BUILT
 from .store import NEW_CLIENTS_WINDOW
 from .store import RequestStore
 from .store import TokenRow
 from .tokenformat import is_well_formed
 from .tokens import AuthenticatedToken
+
+log = logging.getLogger("flask_accesstokens")
+
+
+class CanaryAlarm(Protocol):
+    """What the pipeline needs of the service (found at run time, never
+    imported: the service sits above the request path)."""
+
+    def trip_canary(self, token_id: str, client: str | None) -> object: ...
+
 
 #: ``X-Credential-Type`` per token type, as Bitbucket Cloud names them.
 CREDENTIAL_TYPES = {
@@ -200,6 +216,12 @@ class Pipeline:
             raise self._reject("revoked", row.id, client)
         if row.expires_at is not None and row.expires_at <= now:
             raise self._reject("expired", row.id, client)
+        if row.canary:
+            # Exactly an unknown token to the client, throttling and the
+            # failure's aggregation key included. The alarm is raised after
+            # the response, so it adds nothing the client could time.
+            self._alarm_after_response(row.id, client)
+            raise self._reject("unknown", None, client)
         # A valid token from the wrong place: not throttled (the token is
         # good), and decided before scope and binding so no route answers
         # differently.
@@ -295,6 +317,28 @@ class Pipeline:
         if signals.token_rejected.receivers:
             signals.token_rejected.send(self.app, reason=reason, token_id=token_id, client=client)
         self.store.count_failure(reason, token_id, client)
+
+    def _alarm_after_response(self, token_id: str, client: str | None) -> None:
+        """Load the canary, audit, log and signal once the answer is sent
+        (``call_on_close``), in an app context of its own. Outside a request
+        (a direct ``authenticate`` call) there is no answer to wait for."""
+        app = self.app
+
+        def alarm() -> None:
+            try:
+                with app.app_context():
+                    cast(CanaryAlarm, app.extensions[SERVICE_KEY]).trip_canary(token_id, client)
+            except Exception:  # noqa: BLE001 - the answer is sent; only the log is left
+                log.exception("could not raise the alarm of canary access token %s", token_id)
+
+        if not has_request_context():
+            alarm()
+            return
+
+        @after_this_request
+        def defer(response: Response) -> Response:
+            response.call_on_close(alarm)
+            return response
 
     def _reused(self, token_id: str, client: str | None, active: bool) -> None:
         """A secret rotated out and past its grace window came back: it

@@ -47,6 +47,8 @@ def token_json(token: AccessToken) -> dict[str, Any]:
     """The public view of a token record.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2
+        ``canary``, ``leak_provider`` and ``leak_url``.
     """
     return {
         "id": token.id,
@@ -68,6 +70,9 @@ def token_json(token: AccessToken) -> dict[str, Any]:
         "rotated_at": isoformat(token.rotated_at),
         "allowed_ips": token.allowed_networks,
         "recent_clients": token.recent_clients,
+        "canary": bool(token.canary),
+        "leak_provider": token.leak_provider,
+        "leak_url": token.leak_url,
     }
 
 

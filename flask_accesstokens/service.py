@@ -10,7 +10,9 @@ token works, or stops working, for every worker as soon as the call returns.
 
 from __future__ import annotations
 
+import hmac
 import json
+import logging
 from collections.abc import Iterable
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ from .errors import TokenValidationError
 from .errors import UnknownResource
 from .models import AccessToken
 from .models import as_utc
+from .models import LEAK_URL_MAX_LENGTH
 from .models import NAME_MAX_LENGTH
 from .models import TokenEvent
 from .models import TokenNotice
@@ -44,6 +47,8 @@ from .serialize import parse_datetime
 from .state import AppState
 from .state import SERVICE_KEY
 from .tokens import NewToken
+
+log = logging.getLogger("flask_accesstokens")
 
 STATES = ("active", "revoked", "expired")
 #: Longest resource name, as the columns hold it.
@@ -62,6 +67,20 @@ class Page:
     @property
     def has_next(self) -> bool:
         return self.page * self.pagelen < self.total
+
+
+@dataclass
+class LeakOutcome:
+    """What one leak report did: whether this app issued each reported
+    token (in order), and the signals still to send (:meth:`TokenService.announce`)."""
+
+    provider: str
+    client: str | None
+    issued: list[bool]
+    #: (token id, reported URL) of each token this report revoked.
+    leaked: list[tuple[str, str | None]]
+    #: Ids of the armed canaries it named.
+    tripped: list[str]
 
 
 class TokenService:
@@ -142,6 +161,48 @@ class TokenService:
         )
         secret = self._add_secret(token, now)
         self._audit("created", token, actor=created_by)
+        self._commit()
+        signals.token_created.send(self.app, token=token, actor=created_by)
+        return NewToken(secret, self._detached(token))
+
+    def create_canary(
+        self,
+        *,
+        name: str,
+        workspace: str,
+        project: str | None = None,
+        repository: str | None = None,
+        created_by: str | None = None,
+    ) -> NewToken:
+        """A decoy token: a real-looking secret that grants nothing and
+        raises :data:`~flask_accesstokens.canary_tripped` when used. It has no
+        scopes and no expiry (``ACCESSTOKENS_MAX_LIFETIME`` bounds what a
+        token can do, and a canary can do nothing); the resource, plan and
+        existence checks are those of :meth:`create`, so it looks like one.
+
+        .. versionadded:: 0.2
+        """
+        name = check_name(name)
+        resource = check_resource(workspace, project, repository)
+        self.check_plan(resource)
+        self.check_exists(resource)
+        now = utcnow()
+        token = AccessToken(
+            id=tokenformat.new_id(),
+            name=name,
+            type=resource.type,
+            workspace=resource.workspace,
+            project=resource.project,
+            repository=resource.repository,
+            scopes=(),
+            created_at=now,
+            created_by=created_by,
+            expires_at=None,
+            generation=0,
+            canary=True,
+        )
+        secret = self._add_secret(token, now)
+        self._audit("created", token, actor=created_by, detail="canary")
         self._commit()
         signals.token_created.send(self.app, token=token, actor=created_by)
         return NewToken(secret, self._detached(token))
@@ -336,6 +397,9 @@ class TokenService:
             raise TokenConflict(
                 f"A {token.state} access token cannot be rotated; create a new one."
             )
+        if token.canary:
+            # A second secret would be a second canary planted nowhere.
+            raise TokenConflict("A canary token cannot be rotated; create a new one.")
         self.check_plan(resource_of(token))
         generation = token.generation
         now = utcnow()
@@ -364,6 +428,111 @@ class TokenService:
         self._commit()
         signals.token_rotated.send(self.app, token=token, actor=rotated_by, grace_until=now + grace)
         return NewToken(secret, self._detached(token))
+
+    # -- leaks and canaries ----------------------------------------------------------------------
+
+    def trip_canary(self, token_id: str, client: str | None) -> AccessToken | None:
+        """A canary was presented: audit, log at WARNING and send
+        :data:`~flask_accesstokens.canary_tripped`. The request path calls it
+        after its answer is sent. None (and no alarm) unless ``token_id`` is
+        an armed canary: a revoked one is disarmed."""
+        token = self.get(token_id)
+        if token is None or not token.canary or token.revoked_at is not None:
+            return None
+        self._audit("canary_tripped", token, actor=None, detail="presented", client=client)
+        self._commit()
+        self._alarm(token, client)
+        return token
+
+    def report_leaks(
+        self,
+        provider: str,
+        reported: Sequence[tuple[str, str | None]],
+        *,
+        client: str | None,
+        revoked_by: str,
+    ) -> LeakOutcome:
+        """Revoke every token of this app among ``reported`` (token string,
+        URL where it was found), at once and in one transaction; a canary
+        stays armed and is audited as tripped by ``client``. Returns whether
+        each was issued here (live, revoked, expired or rotated out), for the
+        answer, and the signals to send with :meth:`announce`.
+
+        Garbage is cheap: the format and checksum are checked first, then one
+        lookup per candidate. Reporting a token twice changes nothing more.
+        """
+        outcome = LeakOutcome(provider, client, [], [], [])
+        revoked: set[str] = set()
+        for secret, url in reported:
+            token = self.find_by_secret(secret)
+            outcome.issued.append(token is not None)
+            if token is None or token.id in revoked or token.id in outcome.tripped:
+                continue
+            if token.canary:
+                if token.revoked_at is None:
+                    detail = f"reported by {provider}"
+                    self._audit("canary_tripped", token, actor=None, detail=detail, client=client)
+                    outcome.tripped.append(token.id)
+                continue
+            if token.revoked_at is not None:
+                continue  # revoked before; the first revocation's record stays
+            url = None if url is None else url[:LEAK_URL_MAX_LENGTH]
+            token.leak_provider = provider
+            token.leak_url = url
+            self._revoke(token, revoked_by, f"leaked: {provider}")
+            revoked.add(token.id)
+            outcome.leaked.append((token.id, url))
+        # Committed whether or not anything changed: the work done does not
+        # depend on which tokens existed more than it must.
+        self._commit()
+        return outcome
+
+    def announce(self, outcome: LeakOutcome) -> None:
+        """Send the signals of a :meth:`report_leaks`, in an app context.
+        Apart from it so public revocation can send them after its answer."""
+        for token_id, url in outcome.leaked:
+            token = self.get(token_id)
+            if token is not None:
+                log.warning(
+                    "Access token %s was reported leaked by %s and revoked",
+                    token.id,
+                    outcome.provider,
+                )
+                signals.token_leaked.send(self.app, token=token, provider=outcome.provider, url=url)
+        for token_id in outcome.tripped:
+            token = self.get(token_id)
+            if token is not None:
+                self._alarm(token, outcome.client)
+
+    def find_by_secret(self, secret: object) -> AccessToken | None:
+        """The token a secret (current or rotated out) belongs to, or None.
+        Malformed strings cost no query; the digest is compared in constant
+        time."""
+        if not isinstance(secret, str) or not tokenformat.is_well_formed(
+            secret, self.settings.token_prefix
+        ):
+            return None
+        candidates = self.state.digester.candidates(secret)
+        found = self.session.execute(
+            sa.select(AccessToken, TokenSecret.digest)
+            .join(TokenSecret, TokenSecret.token_id == AccessToken.id)
+            .where(TokenSecret.digest.in_(candidates))
+            .limit(1)
+        ).first()
+        if found is None or not any(hmac.compare_digest(found[1], c) for c in candidates):
+            return None
+        token: AccessToken = found[0]
+        return token
+
+    def _alarm(self, token: AccessToken, client: str | None) -> None:
+        log.warning(
+            "Canary access token %s (%r) on %s was used by %s",
+            token.id,
+            token.name,
+            resource_of(token),
+            client,
+        )
+        signals.canary_tripped.send(self.app, token=token, client=client)
 
     # -- prune ----------------------------------------------------------------------------------
 
@@ -461,7 +630,7 @@ class TokenService:
         query = (
             sa.select(t)
             .where(t.expires_at.is_not(None), t.expires_at <= horizon, t.revoked_at.is_(None))
-            # ISSUE 11 (canary tokens): skip canaries here, e.g. .where(t.canary.is_(False))
+            .where(t.canary.is_(False))  # a canary's alarm is its only message
             .order_by(t.expires_at, t.id)
         )
         candidates = list(self.session.scalars(query))
@@ -528,7 +697,12 @@ class TokenService:
         return secret
 
     def _audit(
-        self, action: str, token: AccessToken, actor: str | None, detail: str | None = None
+        self,
+        action: str,
+        token: AccessToken,
+        actor: str | None,
+        detail: str | None = None,
+        client: str | None = None,
     ) -> None:
         self.session.add(
             TokenEvent(
@@ -536,6 +710,7 @@ class TokenService:
                 action=action,
                 token_id=token.id,
                 actor=actor,
+                client=client,
                 workspace=token.workspace,
                 project=token.project,
                 repository=token.repository,

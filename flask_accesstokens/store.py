@@ -93,12 +93,14 @@ class TokenRow(NamedTuple):
     allowed_ips: str | None = None
     #: The addresses of the recent clients, newest first.
     recent_ips: tuple[str, ...] = ()
+    #: A decoy: answered like an unknown token, and it raises an alarm.
+    canary: bool = False
 
 
 def _decode(row: Sequence[Any]) -> TokenRow:
     (id_, name, type_, workspace, project, repository, scopes, created_by,
      revoked_at, expires_at, last_used_at, valid_until, digest,
-     allowed_ips, recent_ips) = row  # fmt: skip
+     allowed_ips, recent_ips, canary) = row  # fmt: skip
     return TokenRow(
         id_,
         name,
@@ -115,6 +117,7 @@ def _decode(row: Sequence[Any]) -> TokenRow:
         digest,
         allowed_ips,
         tuple(recent_ips.split()) if recent_ips else (),
+        bool(canary),
     )
 
 
@@ -139,6 +142,7 @@ def lookup_statement(count: int) -> sa.Select[Any]:
             s.c.digest,
             t.c.allowed_ips,
             t.c.recent_ips,
+            t.c.canary,
         )  # fmt: skip
         .select_from(s.join(t, t.c.id == s.c.token_id))
         .where(s.c.digest.in_(digests) if count > 1 else s.c.digest == digests[0])

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from conftest import bearer
 from flask import Flask
+from helpers import bearer
 from test_admin import admin_app  # noqa: F401  (fixtures)
 from test_admin import admin_parts  # noqa: F401
 from test_admin import alice  # noqa: F401
@@ -38,7 +38,9 @@ def test_bad_allow_list_is_shown_and_nothing_made(alice: Any, tokens: AccessToke
 
 
 def test_list_shows_recent_clients_and_expiring_soon(
-    alice: Any, admin_app: Flask, tokens: AccessTokens  # noqa: F811
+    alice: Any,
+    admin_app: Flask,
+    tokens: AccessTokens,  # noqa: F811
 ) -> None:
     soon = tokens.create_token(
         name="soon", workspace="acme", repository="api", scopes=["repository"],

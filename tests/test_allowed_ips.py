@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import bearer
-from conftest import make_app
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
+from helpers import bearer
+from helpers import make_app
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from flask_accesstokens import AccessTokens

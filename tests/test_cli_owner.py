@@ -7,9 +7,9 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from conftest import bearer
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
+from helpers import bearer
 
 from flask_accesstokens import AccessTokens
 

@@ -43,6 +43,7 @@ BAD: dict[str, list[Any]] = {
         {"git hub": "https://x"},
         {"github": 5},
         {"github": "https://"},
+        {"public": "https://x"},
     ],
     "PUBLIC_REVOCATION_LIMIT": [None, "", "lots", 10],
 }

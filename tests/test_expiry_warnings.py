@@ -124,7 +124,7 @@ def test_a_claimed_notice_is_not_sent_again(
 
 
 def test_settings_choose_the_thresholds(database_uri: str) -> None:
-    from conftest import make_app
+    from helpers import make_app
 
     app, db, tokens = make_app(database_uri, ACCESSTOKENS_EXPIRY_WARNINGS=[14])
     got: list[int] = []

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import bearer
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
+from helpers import bearer
 
 from flask_accesstokens import AccessTokens
 from flask_accesstokens import Resource
@@ -125,7 +125,7 @@ def test_budget_is_shared_by_workers(
 ) -> None:
     """A second app on the same database stands in for another worker: the
     budget is counted in the row, so it cannot add five more."""
-    from conftest import make_app
+    from helpers import make_app
 
     secret, token_id = made
     other, other_db, _ = make_app(database_uri)

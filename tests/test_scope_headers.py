@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import bearer
-from conftest import make_app
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
+from helpers import bearer
+from helpers import make_app
 
 from flask_accesstokens import AccessTokens
 
@@ -128,7 +128,7 @@ def test_setting_turns_them_off(database_uri: str) -> None:
 
 
 def test_basic_credentials_get_them_too(app: Flask, client: Any, tokens: AccessTokens) -> None:
-    from conftest import basic
+    from helpers import basic
 
     new = tokens.create_token(name="CI", workspace="acme", repository="api", scopes=["repository"])
     r = client.get("/repositories/acme/api", headers=basic(new.secret))

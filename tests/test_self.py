@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import basic
-from conftest import bearer
 from flask_sqlalchemy import SQLAlchemy
+from helpers import basic
+from helpers import bearer
 
 from flask_accesstokens import AccessTokens
 from flask_accesstokens import Resource

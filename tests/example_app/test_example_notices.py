@@ -44,9 +44,7 @@ def test_warnings_reach_admins_page_and_email(
     assert "No notifications." in host_client.get("/hobby/workspace/notifications").text
 
 
-def test_members_and_strangers_do_not_see_them(
-    host_client: FlaskClient, login: Login
-) -> None:
+def test_members_and_strangers_do_not_see_them(host_client: FlaskClient, login: Login) -> None:
     login("bob")  # a member of acme, not an admin
     assert host_client.get("/acme/workspace/notifications").status_code == 404
     assert host_client.get("/hobby/workspace/notifications").status_code == 404
