@@ -38,8 +38,8 @@ def test_bad_allow_list_is_shown_and_nothing_made(alice: Any, tokens: AccessToke
 
 
 def test_list_shows_recent_clients_and_expiring_soon(
-    alice: Any,
-    admin_app: Flask,
+    alice: Any,  # noqa: F811
+    admin_app: Flask,  # noqa: F811
     tokens: AccessTokens,  # noqa: F811
 ) -> None:
     soon = tokens.create_token(

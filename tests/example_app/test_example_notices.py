@@ -13,8 +13,6 @@ from flask.testing import FlaskClient
 from example_app.extensions import tokens
 from flask_accesstokens.models import utcnow
 
-pytest_plugins = ["example_app_fixtures"]
-
 Login = Callable[[str], None]
 
 
