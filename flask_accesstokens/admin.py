@@ -465,19 +465,11 @@ def create_token(
     if not errors:
         try:
             if canary:
-                new = _service().create_canary(
-                    name=name,
-                    workspace=resource.workspace,
-                    project=resource.project,
-                    repository=resource.repository,
-                    created_by=user,
-                )
+                new = _service().create_on(resource, canary=True, name=name, created_by=user)
             else:
-                new = _service().create(
+                new = _service().create_on(
+                    resource,
                     name=name,
-                    workspace=resource.workspace,
-                    project=resource.project,
-                    repository=resource.repository,
                     scopes=scopes,
                     created_by=user,
                     expires_at=expires_at,

@@ -176,12 +176,7 @@ def json_body(allowed: frozenset[str] | None = None) -> Any:
     read; a longer body is 413."""
     if request.mimetype != "application/json":
         fail(415, "Send a JSON body with 'Content-Type: application/json'.")
-    length = request.content_length
-    if length is not None and length > MAX_BODY:
-        fail(413, f"The request body must be at most {MAX_BODY} bytes.")
-    raw = _read_at_most(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        fail(413, f"The request body must be at most {MAX_BODY} bytes.")
+    raw = raw_body(MAX_BODY)
     if not raw.strip():
         body: Any = {}
     else:
@@ -247,11 +242,9 @@ def create(**view_args: str) -> tuple[Response, int, dict[str, str]]:
     if errors:
         invalid(errors)
     try:
-        new = _service().create(
+        new = _service().create_on(
+            resource,
             name=name,
-            workspace=resource.workspace,
-            project=resource.project,
-            repository=resource.repository,
             scopes=scopes,
             created_by=manager,
             expires_at=expires_at,

@@ -10,6 +10,7 @@ the message on stderr.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from datetime import timedelta
 from typing import Any
@@ -31,6 +32,7 @@ from .serialize import token_json
 from .service import resource_of
 from .service import STATES
 from .service import TokenService
+from .tokens import NewToken
 
 access_tokens = AppGroup("access-tokens", help="Create, list, revoke and rotate access tokens.")
 
@@ -115,26 +117,19 @@ def create(
     as_json: bool,
 ) -> None:
     """Create a token and print its secret, this once."""
-    _check_resource(project, repository)
-    try:
-        new = _service().create(
+    _created(
+        lambda names: _service().create(
+            **names,
             name=name,
-            workspace=workspace,
-            project=project,
-            repository=repository,
             scopes=scopes,
             created_by=actor,
             expires_at=expires_at,
             allowed_ips=list(allowed_ips) if allowed_ips else None,
-        )
-    except (UnknownResource, PlanRestriction) as e:
-        raise click.ClickException(e.message) from None
-    except TokenValidationError as e:
-        raise click.ClickException(f"{e.field}: {e.message}") from None
-    if as_json:
-        _echo_json(new_token_json(new.secret, new.token))
-    else:
-        _echo_secret(new.secret, new.token, "Created")
+        ),
+        {"workspace": workspace, "project": project, "repository": repository},
+        "Created",
+        as_json,
+    )
 
 
 @access_tokens.command("create-canary")
@@ -152,15 +147,21 @@ def create_canary(
 ) -> None:
     """Create a canary token (it grants nothing; using it raises an alarm)
     and print its secret, this once."""
-    _check_resource(project, repository)
+    _created(
+        lambda names: _service().create_canary(**names, name=name, created_by=actor),
+        {"workspace": workspace, "project": project, "repository": repository},
+        "Created canary",
+        as_json,
+    )
+
+
+def _created(
+    make: Callable[[dict[str, Any]], NewToken], names: dict[str, Any], verb: str, as_json: bool
+) -> None:
+    """Make a token through the service and print it, or exit with why not."""
+    _check_resource(names["project"], names["repository"])
     try:
-        new = _service().create_canary(
-            name=name,
-            workspace=workspace,
-            project=project,
-            repository=repository,
-            created_by=actor,
-        )
+        new = make(names)
     except (UnknownResource, PlanRestriction) as e:
         raise click.ClickException(e.message) from None
     except TokenValidationError as e:
@@ -168,7 +169,7 @@ def create_canary(
     if as_json:
         _echo_json(new_token_json(new.secret, new.token))
     else:
-        _echo_secret(new.secret, new.token, "Created canary")
+        _echo_secret(new.secret, new.token, verb)
 
 
 @access_tokens.command("list")

@@ -14,6 +14,7 @@ import hmac
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 from typing import cast
 from typing import Protocol
 
@@ -125,11 +126,7 @@ class Pipeline:
         client: str | None = environ.get("REMOTE_ADDR")
         try:
             # 1. credentials
-            try:
-                secret = token_from_header(environ.get("HTTP_AUTHORIZATION"))
-            except InvalidRequest:
-                self._throttled(client)
-                raise
+            secret = self._credentials(environ, client)
             if secret is None:
                 if optional:
                     return None
@@ -165,6 +162,15 @@ class Pipeline:
         self._accept(token, client)
         return token
 
+    def _credentials(self, environ: dict[str, Any], client: str | None) -> str | None:
+        """The token the request presents, or None. An unreadable header
+        counts as a failure for the throttle."""
+        try:
+            return token_from_header(environ.get("HTTP_AUTHORIZATION"))
+        except InvalidRequest:
+            self._throttled(client)
+            raise
+
     def identify(self) -> AuthenticatedToken:
         """Authenticate the current request without asking for a scope or a
         resource: for a token's requests about itself (``/access-tokens/self``).
@@ -172,11 +178,7 @@ class Pipeline:
         environ = request.environ
         client: str | None = environ.get("REMOTE_ADDR")
         try:
-            try:
-                secret = token_from_header(environ.get("HTTP_AUTHORIZATION"))
-            except InvalidRequest:
-                self._throttled(client)
-                raise
+            secret = self._credentials(environ, client)
             if secret is None:
                 raise MissingToken()
             token = self.authenticate(secret, client)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
+from typing import Any
 from typing import cast
 
 import sqlalchemy as sa
@@ -164,6 +165,18 @@ class TokenService:
         self._commit()
         signals.token_created.send(self.app, token=token, actor=created_by)
         return NewToken(secret, self._detached(token))
+
+    def create_on(self, resource: Resource, *, canary: bool = False, **fields: Any) -> NewToken:
+        """:meth:`create` (or :meth:`create_canary`) for a resource a surface
+        has already parsed from its URL."""
+        names: dict[str, Any] = {
+            "workspace": resource.workspace,
+            "project": resource.project if resource.type == "project" else None,
+            "repository": resource.repository if resource.type == "repository" else None,
+        }
+        if canary:
+            return self.create_canary(**names, **fields)
+        return self.create(**names, **fields)
 
     def create_canary(
         self,

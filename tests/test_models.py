@@ -175,7 +175,11 @@ COLUMNS = {
         "id", "name", "type", "workspace", "project", "repository", "scopes", "hint",
         "created_at", "created_by", "last_used_at", "last_used_ip", "revoked_at",
         "revoked_by", "expires_at", "rotated_at", "generation",
+        # 0.2: addresses and networks (not secrets), canary flag, where a leak was reported
+        "allowed_ips", "recent_ips", "recent_clients", "new_clients_since",
+        "new_clients_count", "canary", "leak_provider", "leak_url",
     },
+    "accesstokens_notice": {"id", "token_id", "kind", "sent_at"},
     "accesstokens_secret": {"digest", "token_id", "created_at", "valid_until"},
     "accesstokens_event": {
         "id", "at", "action", "token_id", "actor", "client", "workspace", "project",
