@@ -56,6 +56,7 @@ import mmap
 import os
 import sqlite3
 import sys
+import time
 
 #: Every SQLite 3 database file begins with these 16 bytes.
 MAGIC = b"SQLite format 3\x00"
@@ -114,6 +115,9 @@ class SQLiteChange:
         self._shm: _Mapping | None = None
         self._replaced = False
         self._closed = False
+        #: Seconds between looks for another file at the path.
+        self.recheck = 1.0
+        self._stat_at = -1.0
 
     @classmethod
     def for_connection(cls, conn: sqlite3.Connection) -> SQLiteChange | None:
@@ -133,8 +137,16 @@ class SQLiteChange:
             db = self._db
             if db is None:
                 db = self._db = _Mapping(self.path, 100)
-            st = os.stat(self.path)
-            if (st.st_dev, st.st_ino) != db.identity:
+            now = time.monotonic()
+            if now - self._stat_at >= self.recheck:
+                # Another file at the path is looked for at most every
+                # ``recheck`` seconds: a system call per request costs more
+                # than the rest of this check.
+                self._stat_at = now
+                st = os.stat(self.path)
+            else:
+                st = None
+            if st is not None and (st.st_dev, st.st_ino) != db.identity:
                 # Another file has this path now (restored, moved over,
                 # deleted): the caller's connection still reads the old one,
                 # so nothing here can vouch for either any more.

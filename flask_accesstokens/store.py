@@ -162,6 +162,7 @@ class RequestStore:
         self._shared: bool | None = None
         self._pool: Pool | None = None
         self._pid = os.getpid()
+        self._forks = _forks.count
         #: Tokens this process already revoked for reuse: later reuses are
         #: only counted, never another write each.
         self._revoked_for_reuse: set[str] = set()
@@ -195,15 +196,15 @@ class RequestStore:
 
     def _own_pool(self) -> Pool:
         pool = self._pool
-        if pool is not None and self._pid == os.getpid():
+        if pool is not None and self._forks == _forks.count:
             return pool
         with self._lock:
-            if self._pool is None or self._pid != os.getpid():
+            if self._pool is None or self._forks != _forks.count:
                 # New, or forked: a child never uses (or closes) the parent's.
                 if self._pool is not None:
                     self._parked, self._change = self._change, False
                     self._cache = (None, {})
-                self._pid = os.getpid()
+                self._pid, self._forks = os.getpid(), _forks.count
                 self._pool = self.engine.pool.recreate()
                 weakref.finalize(self, _dispose, self._pool, self._pid)
             return self._pool
@@ -237,7 +238,7 @@ class RequestStore:
 
     def _find_pooled(self, engine: Engine, digests: list[str]) -> TokenRow | None:
         change = self._change
-        if change and self._pid == os.getpid():
+        if change and self._forks == _forks.count:
             assert isinstance(change, SQLiteChange)
             stamp = change.version()
             if stamp is not None:
@@ -552,6 +553,24 @@ def clean_user_agent(user_agent: str | None) -> str | None:
         return None
     text = "".join(c for c in user_agent if c.isprintable())[:USER_AGENT_MAX_LENGTH]
     return text or None
+
+
+class _Forks:
+    """How many times this process is a forked child of the one that
+    imported us: bumped in the child right after ``fork``, so the request
+    path notices a fork with an attribute read, not a ``getpid`` system call
+    per request."""
+
+    count = 0
+
+    @classmethod
+    def forked(cls) -> None:
+        cls.count += 1
+
+
+_forks = _Forks
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_Forks.forked)
 
 
 def _dispose(pool: Pool, pid: int) -> None:

@@ -243,8 +243,26 @@ def test_replaced_file_is_never_trusted_again(tmp_path: Path):
     with SQLiteChange(path) as change:
         assert change.version() is not None
         os.replace(other, path)
+        change._stat_at -= change.recheck  # the next look at the path is due
         assert change.version() is None
         assert change.version() is None
+
+
+def test_the_path_is_looked_at_once_per_recheck_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "looked.sqlite"
+    connect(path).execute("CREATE TABLE t (x)")
+    looks = []
+    real = os.stat
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: looks.append(p) or real(p, *a, **k))
+    with SQLiteChange(path) as change:
+        for _ in range(100):
+            assert change.version() is not None
+        assert len(looks) == 1
+        change._stat_at -= change.recheck
+        change.version()
+        assert len(looks) == 2
 
 
 def test_closed_watcher(tmp_path: Path):
