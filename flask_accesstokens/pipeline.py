@@ -147,12 +147,7 @@ class Pipeline:
             ):
                 self._failed("insufficient_scope", token.id, client)
                 raise InsufficientScope(required=scopes, granted=token.scopes)
-            view_args = req.view_args
-            route = from_view_args(view_args, self.view_args)
-            loader = self._project_loader() if token.type == "project" or container else None
-            if container and not any(name in (view_args or ()) for name in self.view_args.values()):
-                pass  # a listing that names no container (``/user``): every token is inside
-            elif not (within if container else reaches)(token, route, loader):
+            if not self._binds(token, req.view_args, container):
                 self._failed("wrong_resource", token.id, client)
                 raise WrongResource(required=scopes, granted=token.scopes)
         except AccessTokenError as e:
@@ -161,6 +156,19 @@ class Pipeline:
         # 5. usage
         self._accept(token, client)
         return token
+
+    def _binds(
+        self, token: AuthenticatedToken, view_args: dict[str, Any] | None, container: bool
+    ) -> bool:
+        """Whether the token is bound to what the route's arguments name. A
+        listing route that names no container at all (``/user``) holds every
+        token; its view shows each token only its own."""
+        names = self.view_args
+        if container and not any(name in (view_args or ()) for name in names.values()):
+            return True
+        route = from_view_args(view_args, names)
+        loader = self._project_loader() if token.type == "project" or container else None
+        return (within if container else reaches)(token, route, loader)
 
     def _credentials(self, environ: dict[str, Any], client: str | None) -> str | None:
         """The token the request presents, or None. An unreadable header
