@@ -254,10 +254,23 @@ def get_pull_request(workspace: str, repo_slug: str, pull_request_id: int) -> Re
 @route_post(f"{REPO}/pullrequests/<int:pull_request_id>/merge")
 @require_scope("pullrequest:write")
 def merge_pull_request(workspace: str, repo_slug: str, pull_request_id: int) -> Response:
+    return close_pull_request(workspace, repo_slug, pull_request_id, "merge", "MERGED")
+
+
+@route_post(f"{REPO}/pullrequests/<int:pull_request_id>/decline")
+@require_scope("pullrequest:write")
+def decline_pull_request(workspace: str, repo_slug: str, pull_request_id: int) -> Response:
+    return close_pull_request(workspace, repo_slug, pull_request_id, "decline", "DECLINED")
+
+
+def close_pull_request(
+    workspace: str, repo_slug: str, pull_request_id: int, verb: str, state: str
+) -> Response:
+    """Merge or decline: only an open pull request, closed by the token."""
     pr = pull_request_or_404(repository_or_404(workspace, repo_slug), pull_request_id)
     if pr.state != "OPEN":
-        invalid(f"You can't merge a pull request that is {pr.state.lower()}.")
-    pr.state = "MERGED"
+        invalid(f"You can't {verb} a pull request that is {pr.state.lower()}.")
+    pr.state = state
     pr.closed_by = actor()
     db.session.commit()
     return jsonify(bitbucket.pull_request_json(pr))
@@ -735,18 +748,6 @@ def unapprove_pull_request(workspace: str, repo_slug: str, pull_request_id: int)
             db.session.delete(approval)
     db.session.commit()
     return "", 204
-
-
-@route_post(f"{REPO}/pullrequests/<int:pull_request_id>/decline")
-@require_scope("pullrequest:write")
-def decline_pull_request(workspace: str, repo_slug: str, pull_request_id: int) -> Response:
-    pr = pull_request_or_404(repository_or_404(workspace, repo_slug), pull_request_id)
-    if pr.state != "OPEN":
-        invalid(f"You can't decline a pull request that is {pr.state.lower()}.")
-    pr.state = "DECLINED"
-    pr.closed_by = actor()
-    db.session.commit()
-    return jsonify(bitbucket.pull_request_json(pr))
 
 
 # Single pipelines and variables, where the client reads them back

@@ -242,4 +242,3 @@ class TokenNotice(Base):
 TOKENS = cast(Table, AccessToken.__table__)
 SECRETS = cast(Table, TokenSecret.__table__)
 EVENTS = cast(Table, TokenEvent.__table__)
-NOTICES = cast(Table, TokenNotice.__table__)
