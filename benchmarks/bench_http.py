@@ -8,8 +8,10 @@ Run::
     .venv/bin/python benchmarks/bench_http.py --postgresql postgresql+psycopg://...
 
 For each database the script fills the token table (``--tokens``), starts
-gunicorn, then runs interleaved rounds (each round loads both routes, in a
-shuffled order) and reports median requests per second and their ratio.
+gunicorn, then runs interleaved rounds (each round loads every route, in a
+shuffled order) and reports median requests per second and their ratios:
+protected over bare, and the raw-database floor (``floor.py``: one raw
+statement per request) over bare.
 The server is stopped by its PID.
 """
 
@@ -29,6 +31,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -55,6 +58,8 @@ def prepare(url: str, tokens: int) -> str:
             from bench_protect import bulk_load
 
             bulk_load(url.removeprefix("sqlite:///"), tokens)
+        elif tokens:
+            bulk_load_server_side(db, tokens)
         new = ext.create_token(
             name="bench", workspace="acme", repository="api", scopes=["repository"]
         )
@@ -62,6 +67,32 @@ def prepare(url: str, tokens: int) -> str:
         db.session.remove()
         db.engine.dispose()
     return secret
+
+
+def bulk_load_server_side(db: Any, count: int) -> None:
+    """Fill a PostgreSQL token table with ``count`` rows made by the server
+    (``generate_series``): as big as a real table, in seconds."""
+    from sqlalchemy import text
+
+    with db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO accesstokens_token (id, name, type, workspace, repository, scopes,"
+                " hint, created_at) SELECT md5(n::text), 'bulk', 'repository', 'ws' || n % 1000,"
+                " 'repo' || n, 'repository', 'abcd', now() FROM generate_series(1, :count) n"
+            ),
+            {"count": count},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO accesstokens_secret (digest, token_id, created_at)"
+                " SELECT encode(sha256(n::text::bytea), 'hex'), md5(n::text), now()"
+                " FROM generate_series(1, :count) n"
+            ),
+            {"count": count},
+        )
+        conn.execute(text("ANALYZE accesstokens_token"))
+        conn.execute(text("ANALYZE accesstokens_secret"))
 
 
 def wrk(url: str, seconds: int, header: str | None) -> float:
@@ -124,7 +155,7 @@ def serve_and_measure(
                     raise
                 time.sleep(0.2)
         header = f"Authorization: Bearer {secret}"
-        variants = {"bare": None, "protected": header}
+        variants = {"bare": None, "protected": header, "floor": header}
         for name, hdr in variants.items():  # warm every worker's pools
             wrk(f"{base}/{name}/acme/api", 1, hdr)
         samples: dict[str, list[float]] = {name: [] for name in variants}
@@ -144,7 +175,10 @@ def serve_and_measure(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--postgresql", default=os.environ.get("ACCESSTOKENS_TEST_POSTGRESQL_URL"))
-    parser.add_argument("--tokens", type=int, default=1_000_000, help="filler tokens (SQLite)")
+    parser.add_argument("--tokens", type=int, default=1_000_000, help="filler tokens")
+    parser.add_argument(
+        "--databases", nargs="+", choices=["sqlite", "postgresql"], default=["sqlite", "postgresql"]
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=3)
@@ -155,19 +189,22 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         databases = {"sqlite": (f"sqlite:///{tmp}/bench.sqlite", args.tokens)}
         if args.postgresql:
-            databases["postgresql"] = (args.postgresql, 0)
+            databases["postgresql"] = (args.postgresql, args.tokens)
+        databases = {k: v for k, v in databases.items() if k in args.databases}
         print(f"gunicorn -w {args.workers}, wrk -c8, {args.rounds} rounds x {args.seconds}s")
         print(
             f"{'database':<11} {'bare req/s':>11} {'protected':>10} {'throughput':>11} {'cost':>6}"
-            f" {'worker RSS':>11}"
+            f" {'floor':>7} {'floor cost':>11} {'worker RSS':>11}"
         )
         for name, (url, tokens) in databases.items():
             secret = prepare(url, tokens)
             result = serve_and_measure(url, secret, args.workers, args.rounds, args.seconds)
             ratio = result["protected"] / result["bare"]
+            floor = result["floor"] / result["bare"]
             print(
                 f"{name:<11} {result['bare']:>11.0f} {result['protected']:>10.0f}"
-                f" {ratio:>11.3f} {1 / ratio:>6.2f}x {result['rss_mib']:>7.1f} MiB"
+                f" {ratio:>11.3f} {1 / ratio:>6.2f}x {result['floor']:>7.0f} {1 / floor:>10.2f}x"
+                f" {result['rss_mib']:>7.1f} MiB"
             )
     return 0
 

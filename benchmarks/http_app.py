@@ -1,5 +1,6 @@
-"""The app ``bench_http.py`` serves with gunicorn: the same route bare and
-protected. The database URL comes from ``BENCH_DATABASE_URL``."""
+"""The app ``bench_http.py`` serves with gunicorn: the same route bare,
+protected, and behind the raw-database floor (``floor.py``). The database URL
+comes from ``BENCH_DATABASE_URL``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from flask import Flask
 from flask import jsonify
 from flask_sqlalchemy import SQLAlchemy
+from floor import one_statement
 
 from flask_accesstokens import AccessTokens
 from flask_accesstokens import require_scope
@@ -31,6 +33,11 @@ def create_app() -> Flask:
     @app.get("/protected/<workspace>/<repo_slug>")
     @require_scope("repository")
     def protected(workspace: str, repo_slug: str) -> Any:
+        return jsonify(ok=True)
+
+    @app.get("/floor/<workspace>/<repo_slug>")
+    @one_statement(app.config["SQLALCHEMY_DATABASE_URI"], app.config["SECRET_KEY"])
+    def floor(workspace: str, repo_slug: str) -> Any:
         return jsonify(ok=True)
 
     app.extensions["bench.db"] = db

@@ -41,6 +41,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import Pool
+from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.pool import StaticPool
 
 from .errors import StorageUnavailable
@@ -161,6 +163,14 @@ class RequestStore:
         self._engine: Engine | None = None
         self._shared: bool | None = None
         self._pool: Pool | None = None
+        #: Connections checked out of our pool once and kept between
+        #: lookups (a stack: the most recently used first), so a lookup pays
+        #: neither the pool's checkout nor its reset on return.
+        self._idle: list[PoolProxiedConnection] = []
+        self._keep = 0
+        #: PostgreSQL: the last row read per digest, as the driver gave it and
+        #: decoded, so an unchanged row is not decoded (or built) again.
+        self._decoded: dict[str, tuple[Any, TokenRow]] = {}
         self._pid = os.getpid()
         self._forks = _forks.count
         #: Tokens this process already revoked for reuse: later reuses are
@@ -204,9 +214,12 @@ class RequestStore:
                 if self._pool is not None:
                     self._parked, self._change = self._change, False
                     self._cache = (None, {})
+                    self._idle = []  # the parent's: never used, never closed
                 self._pid, self._forks = os.getpid(), _forks.count
                 self._pool = self.engine.pool.recreate()
-                weakref.finalize(self, _dispose, self._pool, self._pid)
+                # As many kept as the pool keeps; none from a NullPool.
+                self._keep = self._pool.size() if isinstance(self._pool, QueuePool) else 0
+                weakref.finalize(self, _dispose, self._pool, self._idle, self._pid)
             return self._pool
 
     def dispose(self) -> None:
@@ -214,6 +227,7 @@ class RequestStore:
         at shutdown or in tests, when the database is no longer in use."""
         with self._lock:
             if self._pool is not None and self._pid == os.getpid():
+                _close_idle(self._idle)
                 self._pool.dispose()
                 change, self._change = self._change, False
                 self._cache = (None, {})
@@ -272,21 +286,32 @@ class RequestStore:
     def _query(self, engine: Engine, digests: list[str], cache: bool = True) -> TokenRow | None:
         sql, to_params = self._statement(engine, len(digests))
         pool = self._own_pool()
-        conn = pool.connect()
+        idle = self._idle
+        try:
+            conn = idle.pop()
+        except IndexError:
+            conn = pool.connect()
         try:
             try:
-                return self._run(conn, sql, to_params(digests), digests[0], cache)
+                row = self._run(conn, sql, to_params(digests), digests[0], cache)
             except engine.dialect.loaded_dbapi.Error:
                 if not getattr(conn.dbapi_connection, "closed", False):
                     raise  # a timeout or a bad query: retrying cannot help
                 # The server dropped this idle connection (a restart, a
                 # failover): so it did its siblings. Start afresh, once.
                 conn.invalidate()
+                _close_idle(idle)
                 pool.dispose()
                 conn = pool.connect()
-                return self._run(conn, sql, to_params(digests), digests[0], cache)
-        finally:
+                row = self._run(conn, sql, to_params(digests), digests[0], cache)
+        except BaseException:
             conn.close()
+            raise
+        if len(idle) < self._keep:
+            idle.append(conn)
+        else:
+            conn.close()
+        return row
 
     def _run(self, conn: Any, sql: str, params: Any, digest: str, cache: bool) -> TokenRow | None:
         info = conn.info
@@ -329,11 +354,21 @@ class RequestStore:
                 with dbapi.cursor() as cursor:
                     cursor.execute(f"SET statement_timeout = {int(self._timeout)}")
             info["accesstokens.ready"] = True
-        cursor = dbapi.cursor()
+        cursor = info.get("accesstokens.cursor")
+        if cursor is None:
+            cursor = info["accesstokens.cursor"] = dbapi.cursor()
         cursor.execute(sql, params)
         found = cursor.fetchone()
-        cursor.close()
-        return None if found is None else _decode(found)
+        if found is None:
+            return None
+        decoded = self._decoded.get(digest)
+        if decoded is not None and decoded[0] == found:
+            return decoded[1]
+        row = _decode(found)
+        if len(self._decoded) >= MAX_CACHED_ROWS:
+            self._decoded = {}
+        self._decoded[digest] = (found, row)
+        return row
 
     def _statement(self, engine: Engine, count: int) -> tuple[str, Any]:
         compiled = self._compiled.get(count)
@@ -573,9 +608,18 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_Forks.forked)
 
 
-def _dispose(pool: Pool, pid: int) -> None:
+def _dispose(pool: Pool, idle: list[PoolProxiedConnection], pid: int) -> None:
     if os.getpid() == pid:  # never close a parent's connections in a child
+        _close_idle(idle)
         pool.dispose()
+
+
+def _close_idle(idle: list[PoolProxiedConnection]) -> None:
+    while idle:
+        try:
+            idle.pop().close()
+        except IndexError:  # another thread took the last one
+            return
 
 
 def _named(digests: list[str]) -> dict[str, str]:

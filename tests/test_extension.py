@@ -222,10 +222,11 @@ def test_dispose_connections_closes_the_request_paths_idle_connections(
         name="CI", workspace="acme", repository="api", scopes=["repository"]
     ).secret
     assert app.test_client().get(REPO, headers=bearer(secret)).status_code == 200
-    pool = Pipeline.of(app).store._own_pool()
-    assert pool.checkedin() == 1
+    store = Pipeline.of(app).store
+    pool = store._own_pool()
+    assert len(store._idle) == 1 and pool.checkedout() == 1  # kept for the next lookup
     AccessTokens.dispose_connections(app)
-    assert pool.checkedin() == 0
+    assert store._idle == [] and pool.checkedin() == 0 and pool.checkedout() == 0
     # and the next request opens a new one
     assert app.test_client().get(REPO, headers=bearer(secret)).status_code == 200
 

@@ -66,7 +66,10 @@ def make_token(tokens: AccessTokens, **values: Any) -> Any:
 
 
 def idle_connection(store: RequestStore) -> Any:
-    """The driver connection the store's pool would hand out next."""
+    """The driver connection the store's next lookup will use: the one it
+    keeps, or else the one its pool would hand out."""
+    if store._idle:
+        return store._idle[-1].dbapi_connection
     fairy = store._own_pool().connect()
     try:
         return fairy.dbapi_connection
@@ -202,6 +205,32 @@ def test_several_digests_find_the_one_stored(app: Flask, tokens: AccessTokens) -
         assert row is not None and row.digest == real
 
 
+def test_an_unchanged_row_is_not_decoded_again_and_a_change_is_seen(
+    app: Flask, db: SQLAlchemy, tokens: AccessTokens
+) -> None:
+    """The same row object while nothing changed (so the pipeline reuses
+    the token it built from it); any change, even by plain SQL outside the
+    library, is read on the very next lookup."""
+    new = make_token(tokens)
+    db.session.remove()
+    store = store_of(app)
+    candidates = digests(app, new.secret)
+    first = store.find(candidates)
+    assert first is not None and first.revoked_at is None
+    assert store.find(candidates) is first
+    engine = sa.create_engine(str(db.engine.url.render_as_string(hide_password=False)))
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE accesstokens_token SET revoked_at = :at WHERE id = :id"),
+            {"at": datetime(2030, 1, 1), "id": new.token.id},
+        )
+    engine.dispose()
+    changed = store.find(candidates)
+    assert changed is not None and changed is not first
+    assert changed.revoked_at == datetime(2030, 1, 1, tzinfo=timezone.utc)
+    assert app.test_client().get(REPO, headers=bearer(new.secret)).status_code == 401
+
+
 # -- the pool --------------------------------------------------------------------------
 
 
@@ -216,9 +245,62 @@ def test_the_pool_is_the_stores_own(app: Flask, db: SQLAlchemy, tokens: AccessTo
     own = store._own_pool()
     assert own is not app_pool
     assert type(own) is type(app_pool)
-    assert own.checkedin() == 1  # one connection, reused
+    # One connection, reused: kept by the store between lookups, so a
+    # lookup pays no checkout and no reset.
+    assert len(store._idle) == 1 and own.checkedout() == 1
     assert app_pool.checkedin() == in_app_pool  # the app's pool lent nothing
     assert app_pool.checkedout() == 0
+
+
+def test_kept_connections_are_bounded_by_the_pool_size(database_uri: str) -> None:
+    """Many concurrent lookups keep no more connections between requests
+    than the pool would: the rest go back, and the pool closes its overflow."""
+    import threading
+
+    app, db, tokens = make_app(
+        database_uri, SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 2, "max_overflow": 10}
+    )
+    with app.app_context():
+        new = make_token(tokens)
+        db.session.remove()
+        store = store_of(app)
+        candidates = digests(app, new.secret)
+        start = threading.Barrier(6)
+        found: list[bool] = []
+
+        def lookup() -> None:
+            with app.app_context():
+                start.wait(timeout=10)
+                for _ in range(20):
+                    found.append(store.find(candidates) is not None)
+
+        threads = [threading.Thread(target=lookup) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert found == [True] * 120
+        assert 1 <= len(store._idle) <= 2
+        assert store._own_pool().checkedout() == len(store._idle)
+        store.dispose()
+        db.engine.dispose()
+
+
+def test_a_null_pool_keeps_no_connection(database_uri: str) -> None:
+    """An app that chose no pooling (a PgBouncer in front, say) gets none:
+    each lookup's connection is closed after it."""
+    app, db, tokens = make_app(
+        database_uri, SQLALCHEMY_ENGINE_OPTIONS={"poolclass": sa.pool.NullPool}
+    )
+    with app.app_context():
+        new = make_token(tokens)
+        store = store_of(app)
+        for _ in range(3):
+            assert store.find(digests(app, new.secret)) is not None
+        assert store._idle == []
+        store.dispose()
+        db.session.remove()
+        db.engine.dispose()
 
 
 def test_in_memory_sqlite_uses_the_sessions_connection() -> None:
@@ -243,6 +325,7 @@ def test_dispose_closes_the_stores_connections(app: Flask, tokens: AccessTokens)
     assert not is_closed(raw)
     store.dispose()
     assert is_closed(raw)
+    assert store._idle == []
     assert store._own_pool().checkedin() == 0
     # Disposed is not broken: the next lookup connects again.
     assert store.find(digests(app, new.secret)) is not None
