@@ -40,6 +40,13 @@ C = TypeVar("C", bound=Callable[..., Any])
 log = logging.getLogger("flask_accesstokens")
 
 
+#: Response headers a token-authenticated request's answer never passes on
+#: from the app: cookies, and the scope headers the pipeline sets itself.
+_REPLACED = frozenset(
+    ("set-cookie", "x-oauth-scopes", "x-accepted-oauth-scopes", "x-credential-type")
+)
+
+
 class _DropCookies:
     """WSGI middleware: a response to a token-authenticated request sets no
     cookie, whatever the view or the session interface did, and carries the
@@ -57,12 +64,11 @@ class _DropCookies:
             first()
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            if ENVIRON_KEY in environ:
-                headers = [(k, v) for k, v in headers if k.lower() != "set-cookie"]
             extra: list[tuple[str, str]] | None = environ.get(HEADERS_KEY)
-            if extra:
-                names = {k.lower() for k, _ in extra}
-                headers = [(k, v) for k, v in headers if k.lower() not in names] + extra
+            if extra:  # set by the pipeline for a token: its headers win, no cookie
+                headers = [(k, v) for k, v in headers if k.lower() not in _REPLACED] + extra
+            elif ENVIRON_KEY in environ:
+                headers = [(k, v) for k, v in headers if k.lower() != "set-cookie"]
             return start_response(status, headers, exc_info)
 
         return self.wsgi_app(environ, start)

@@ -133,7 +133,8 @@ class Pipeline:
                 raise MissingToken()
             # 2. token format, 3. lookup, 4a. the token's own state and the
             # client's address
-            token = self.authenticate(secret, client)
+            now = utcnow()
+            token = self.authenticate(secret, client, now)
             if self.scope_headers:
                 environ[HEADERS_KEY] = [
                     ("X-OAuth-Scopes", ", ".join(token.scopes)),
@@ -154,7 +155,7 @@ class Pipeline:
             e.realm = self.realm
             raise
         # 5. usage
-        self._accept(token, client)
+        self._accept(token, client, environ, now)
         return token
 
     def _binds(
@@ -189,7 +190,8 @@ class Pipeline:
             secret = self._credentials(environ, client)
             if secret is None:
                 raise MissingToken()
-            token = self.authenticate(secret, client)
+            now = utcnow()
+            token = self.authenticate(secret, client, now)
         except AccessTokenError as e:
             e.realm = self.realm
             raise
@@ -198,27 +200,36 @@ class Pipeline:
                 ("X-OAuth-Scopes", ", ".join(token.scopes)),
                 ("X-Credential-Type", CREDENTIAL_TYPES[token.type]),
             ]
-        self._accept(token, client)
+        self._accept(token, client, environ, now)
         return token
 
-    def _accept(self, token: AuthenticatedToken, client: str | None) -> None:
-        self.record_use(token, client, request.environ.get("HTTP_USER_AGENT"))
+    def _accept(
+        self,
+        token: AuthenticatedToken,
+        client: str | None,
+        environ: dict[str, Any],
+        now: datetime,
+    ) -> None:
+        self.record_use(token, client, environ.get("HTTP_USER_AGENT"), now)
         g._accesstokens_token = token
-        request.environ[ENVIRON_KEY] = token.id
+        environ[ENVIRON_KEY] = token.id
         if signals.token_authenticated.receivers:
             signals.token_authenticated.send(self.app, token=token)
 
-    def authenticate(self, secret: str, client: str | None) -> AuthenticatedToken:
-        """The token this secret belongs to, if it may be used now. Unknown,
-        malformed, revoked, expired and rotated-out secrets raise the same
-        :class:`InvalidToken`."""
+    def authenticate(
+        self, secret: str, client: str | None, now: datetime | None = None
+    ) -> AuthenticatedToken:
+        """The token this secret belongs to, if it may be used ``now``.
+        Unknown, malformed, revoked, expired and rotated-out secrets raise
+        the same :class:`InvalidToken`."""
         if not is_well_formed(secret, self.prefix):
             raise self._reject("malformed", None, client)
         candidates = self.state.digester.candidates(secret)
         row = self.store.find(candidates)
         if row is None or not any(hmac.compare_digest(row.digest, c) for c in candidates):
             raise self._reject("unknown", None, client)
-        now = utcnow()
+        if now is None:
+            now = utcnow()
         if row.valid_until is not None and row.valid_until <= now:
             self._reused(row.id, client, row.revoked_at is None)
             raise self._reject("rotated", row.id, client)
@@ -262,14 +273,19 @@ class Pipeline:
         return token
 
     def record_use(
-        self, token: AuthenticatedToken, client: str | None, user_agent: str | None = None
+        self,
+        token: AuthenticatedToken,
+        client: str | None,
+        user_agent: str | None = None,
+        now: datetime | None = None,
     ) -> None:
         """Never on the failure path. ``last_used_at``, and the client among
         the recent ones, at most once per ``ACCESSTOKENS_LAST_USED_RESOLUTION``
         per token; a client address the lookup did not list is recorded at
         once, within a small budget per token shared by every worker. A known
         address, on a request where nothing is due, costs no write."""
-        now = utcnow()
+        if now is None:
+            now = utcnow()
         last = token.last_used_at
         due = last is None or now - last >= self.resolution
         address = None

@@ -239,42 +239,47 @@ class RequestStore:
     def find(self, digests: list[str]) -> TokenRow | None:
         """The row of the first digest found, or None. Raises
         :class:`StorageUnavailable` when the database cannot answer."""
+        change = self._change
+        if change and self._forks == _forks.count:
+            # SQLite, the common case: a row read under the file's current
+            # commit stamp, without a statement.
+            assert isinstance(change, SQLiteChange)
+            stamp = change.version()
+            if stamp is not None:
+                cached_stamp, rows = self._cache
+                if stamp == cached_stamp:
+                    row = rows.get(digests[0])
+                    if row is not None:
+                        return row
+        else:
+            stamp = None
         engine = self.engine
         try:
             if self.shared:
                 conn = self._state.db.session.connection()
-                row = conn.execute(lookup_statement(len(digests)), _named(digests)).first()
-                return None if row is None else _decode(row)
-            return self._find_pooled(engine, digests)
+                found = conn.execute(lookup_statement(len(digests)), _named(digests)).first()
+                return None if found is None else _decode(found)
+            if stamp is not None:
+                assert isinstance(change, SQLiteChange)
+                return self._find_stamped(engine, digests, change, stamp)
+            return self._query(engine, digests)
         except (SQLAlchemyError, engine.dialect.loaded_dbapi.Error) as e:
             log.error("access token lookup failed: %s", type(e).__name__)
             raise StorageUnavailable() from None
 
-    def _find_pooled(self, engine: Engine, digests: list[str]) -> TokenRow | None:
-        change = self._change
-        if change and self._forks == _forks.count:
-            assert isinstance(change, SQLiteChange)
-            stamp = change.version()
-            if stamp is not None:
-                return self._find_stamped(engine, digests, change, stamp)
-        return self._query(engine, digests)
-
     def _find_stamped(
         self, engine: Engine, digests: list[str], change: SQLiteChange, stamp: bytes
     ) -> TokenRow | None:
-        """Rows stay true while the file's commit stamp is unchanged: nobody,
-        in any process, committed since they were read. The stamp is read
-        before the query and again after; rows are kept under the first only
-        when both agree, so a commit racing the query costs a miss, never a
-        stale hit. Each stamp has its own dict, so a late writer can only
-        fill a dict no current stamp will read."""
+        """A row not cached under ``stamp``. Rows stay true while the file's
+        commit stamp is unchanged: nobody, in any process, committed since
+        they were read. The stamp was read before the query and is read again
+        after; the row is kept under it only when both agree, so a commit
+        racing the query costs a miss, never a stale hit. Each stamp has its
+        own dict, so a late writer can only fill a dict no current stamp will
+        read."""
         digest = digests[0]
         cached_stamp, rows = self._cache
-        if stamp == cached_stamp:
-            row = rows.get(digest)
-            if row is not None:
-                return row
-        else:
+        if stamp != cached_stamp:
             rows = {}
         row = self._query(engine, digests, cache=False)
         # Unknown digests are not remembered: no flooding.
