@@ -8,14 +8,17 @@ Run::
 
 Everything is measured in one process, in interleaved rounds (each round runs
 every variant once, in a shuffled order), and reported as the median time per
-request divided by the bare request's median in the same run. Absolute times
-on a shared machine are noise; ratios are what to compare.
+request and the median, over rounds, of its ratio to the bare request in the
+same round. Absolute times on a shared machine are noise; ratios are what to
+compare.
 
 Variants:
 
 - ``bare``: the same route without protection;
 - ``accesstokens``: ``@require_scope("repository")`` on SQLite with N tokens
   bulk-loaded, a revocation check on every request;
+- ``floor``: the raw-database floor (``floor.py``): a hand-written decorator
+  running one raw ``sqlite3`` statement per request, on the same database;
 - ``jwt``: Flask-JWT-Extended's ``@jwt_required()``: no database, no
   revocation;
 - ``httpauth``: Flask-HTTPAuth's ``HTTPTokenAuth`` with a dict lookup: no
@@ -48,6 +51,9 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_accesstokens import AccessTokens
 from flask_accesstokens import require_scope
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from floor import one_statement  # noqa: E402
+
 Call = Callable[[], Any]
 
 
@@ -75,7 +81,7 @@ def bulk_load(path: str, count: int) -> None:
     conn.close()
 
 
-def accesstokens_app(path: str, size: int) -> tuple[Flask, Call, Call, Callable[[], int]]:
+def accesstokens_app(path: str, size: int) -> tuple[Flask, Call, Call, Callable[[], int], Call]:
     app = Flask("bench")
     app.config.update(SECRET_KEY="bench", SQLALCHEMY_DATABASE_URI=f"sqlite:///{path}")
     db = SQLAlchemy(app)
@@ -88,6 +94,11 @@ def accesstokens_app(path: str, size: int) -> tuple[Flask, Call, Call, Callable[
     @app.get("/protected/<workspace>/<repo_slug>")
     @require_scope("repository")
     def protected(workspace: str, repo_slug: str) -> Any:
+        return jsonify(ok=True)
+
+    @app.get("/floor/<workspace>/<repo_slug>")
+    @one_statement(f"sqlite:///{path}", "bench")
+    def floor(workspace: str, repo_slug: str) -> Any:
         return jsonify(ok=True)
 
     with app.app_context():
@@ -111,6 +122,7 @@ def accesstokens_app(path: str, size: int) -> tuple[Flask, Call, Call, Callable[
         lambda: client.get("/bare/acme/api"),
         lambda: client.get("/protected/acme/api", headers=headers),
         revoke_and_check,
+        lambda: client.get("/floor/acme/api", headers=headers),
     )
 
 
@@ -160,8 +172,13 @@ def httpauth_call() -> Call | None:
     return lambda: client.get("/protected/acme/api", headers=headers)
 
 
-def measure(variants: dict[str, Call], rounds: int, requests: int) -> dict[str, float]:
-    """Median microseconds per request for each variant, over interleaved rounds."""
+def measure(
+    variants: dict[str, Call], rounds: int, requests: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median microseconds per request for each variant, over interleaved
+    rounds, and the median over rounds of each variant's time divided by the
+    bare request's time in the same round (neighbours' load drifts between
+    rounds; within one round both see about the same)."""
     for call in variants.values():  # warm up caches, pools, compiled statements
         for _ in range(200):
             call()
@@ -175,7 +192,12 @@ def measure(variants: dict[str, Call], rounds: int, requests: int) -> dict[str, 
             for _ in range(requests):
                 call()
             samples[name].append((time.perf_counter() - start) / requests * 1e6)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    times = {name: statistics.median(values) for name, values in samples.items()}
+    ratios = {
+        name: statistics.median(v / b for v, b in zip(values, samples["bare"], strict=True))
+        for name, values in samples.items()
+    }
+    return times, ratios
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,24 +211,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"python {sys.version.split()[0]}, {args.rounds} rounds x {args.requests} requests")
     print(f"{'tokens':>9}  {'variant':<13} {'us/request':>10}  {'ratio':>6}")
     worst = 0.0
-    table: list[tuple[int, dict[str, float], int]] = []
+    table: list[tuple[int, dict[str, float], dict[str, float], int]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             path = os.path.join(tmp, f"bench-{size}.sqlite")
             started = time.perf_counter()
-            app, bare, protected, revoke_and_check = accesstokens_app(path, size)
+            app, bare, protected, revoke_and_check, floor = accesstokens_app(path, size)
             load = time.perf_counter() - started
-            variants: dict[str, Call] = {"bare": bare, "accesstokens": protected}
+            variants: dict[str, Call] = {"bare": bare, "accesstokens": protected, "floor": floor}
             variants.update({k: v for k, v in extras.items() if v is not None})
             with app.app_context():
-                results = measure(variants, args.rounds, args.requests)
-            for name, value in results.items():
-                ratio = value / results["bare"]
-                print(f"{size:>9,}  {name:<13} {value:>10.1f}  {ratio:>6.3f}")
-            worst = max(worst, results["accesstokens"] / results["bare"])
+                times, ratios = measure(variants, args.rounds, args.requests)
+            for name, value in times.items():
+                print(f"{size:>9,}  {name:<13} {value:>10.1f}  {ratios[name]:>6.3f}")
+            worst = max(worst, ratios["accesstokens"])
             status = revoke_and_check()
             print(f"{size:>9,}  (loaded in {load:.1f}s; after revoke: {status})")
-            table.append((size, results, status))
+            table.append((size, times, ratios, status))
             if status != 401:
                 print("revocation was not seen on the next request", file=sys.stderr)
                 return 1
@@ -216,17 +237,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def markdown(table: list[tuple[int, dict[str, float], int]]) -> str:
+def markdown(table: list[tuple[int, dict[str, float], dict[str, float], int]]) -> str:
     """The run as a table: bare in microseconds, the rest as ratios to it."""
-    names = [n for n in ("accesstokens", "httpauth", "jwt") if n in table[0][1]]
+    names = [n for n in ("accesstokens", "floor", "httpauth", "jwt") if n in table[0][1]]
     lines = [
         "| tokens | bare (µs) | " + " | ".join(f"{n} (× bare)" for n in names) + " | revoked → |",
         "|---:|---:|" + "---:|" * len(names) + "---:|",
     ]
-    for size, results, status in table:
-        bare = results["bare"]
-        ratios = " | ".join(f"{results[n] / bare:.3f}" for n in names)
-        lines.append(f"| {size:,} | {bare:.1f} | {ratios} | {status} |")
+    for size, times, ratios, status in table:
+        cells = " | ".join(f"{ratios[n]:.3f}" for n in names)
+        lines.append(f"| {size:,} | {times['bare']:.1f} | {cells} | {status} |")
     return "\n".join(lines)
 
 

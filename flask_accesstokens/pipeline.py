@@ -143,9 +143,7 @@ class Pipeline:
                 ]
             # 4b. scope, then binding
             granted = token.granted
-            if not (
-                any(s in granted for s in scopes) if any_of else all(s in granted for s in scopes)
-            ):
+            if granted.isdisjoint(scopes) if any_of else not granted.issuperset(scopes):
                 self._failed("insufficient_scope", token.id, client)
                 raise InsufficientScope(required=scopes, granted=token.scopes)
             if not self._binds(token, req.view_args, container):
@@ -226,7 +224,10 @@ class Pipeline:
             raise self._reject("malformed", None, client)
         candidates = self.state.digester.candidates(secret)
         row = self.store.find(candidates)
-        if row is None or not any(hmac.compare_digest(row.digest, c) for c in candidates):
+        if row is None or not (
+            hmac.compare_digest(row.digest, candidates[0])
+            or any(hmac.compare_digest(row.digest, c) for c in candidates[1:])
+        ):
             raise self._reject("unknown", None, client)
         if now is None:
             now = utcnow()

@@ -69,14 +69,21 @@ def from_view_args(
         return None
     repository = view_args.get(names["repository"]) or None
     project = view_args.get(names["project"]) or None
-    if not isinstance(repository, (str, type(None))) or not isinstance(project, (str, type(None))):
+    if (repository is not None and not isinstance(repository, str)) or (
+        project is not None and not isinstance(project, str)
+    ):
         return None
+    # tuple.__new__: what Resource(...) does, without a Python-level call on
+    # every protected request.
     if repository:
         # A project in the URL of a repository route is checked as well.
-        return Resource("repository", workspace, project, repository)
+        return _new(Resource, ("repository", workspace, project, repository))
     if project:
-        return Resource("project", workspace, project, None)
-    return Resource("workspace", workspace)
+        return _new(Resource, ("project", workspace, project, None))
+    return _new(Resource, ("workspace", workspace, None, None))
+
+
+_new = tuple.__new__
 
 
 def reaches(
