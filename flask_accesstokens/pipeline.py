@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
+import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -63,7 +66,7 @@ class CanaryAlarm(Protocol):
     """What the pipeline needs of the service (found at run time, never
     imported: the service sits above the request path)."""
 
-    def trip_canary(self, token_id: str, client: str | None) -> object: ...
+    def trip_canary(self, token_id: str, client: str | None, uses: int = 1) -> object: ...
 
 
 #: ``X-Credential-Type`` per token type, as Bitbucket Cloud names them.
@@ -75,6 +78,32 @@ CREDENTIAL_TYPES = {
 #: Tokens whose budget of immediate new-client writes this process saw
 #: spent, at most this many remembered.
 MAX_REMEMBERED_BUDGETS = 10_000
+
+
+class Coalescer:
+    """Counts uses per key and says when one is due to be reported: the
+    first use at once, then at most once per ``interval``, with the uses
+    counted in between. Past ``max_keys`` quiet keys are forgotten."""
+
+    def __init__(self, interval: float, max_keys: int = MAX_REMEMBERED_BUDGETS) -> None:
+        self.interval = interval
+        self.max_keys = max_keys
+        self._lock = threading.Lock()
+        #: key -> (when it was last reported, uses counted since)
+        self._seen: dict[str, tuple[float, int]] = {}
+
+    def add(self, key: str) -> int:
+        """How many uses to report now (this one included), or 0."""
+        now = time.monotonic()
+        with self._lock:
+            last, pending = self._seen.get(key, (-math.inf, 0))
+            if now - last >= self.interval:
+                if key not in self._seen and len(self._seen) >= self.max_keys:
+                    self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.interval}
+                self._seen[key] = (now, 0)
+                return pending + 1
+            self._seen[key] = (last, pending + 1)
+            return 0
 
 
 class Pipeline:
@@ -104,6 +133,7 @@ class Pipeline:
         #: so a flood of new addresses costs one failed UPDATE per worker per
         #: window, not one per request.
         self._budget_spent: dict[str, datetime] = {}
+        self._canary_uses = Coalescer(settings.failure_audit_interval.total_seconds())
 
     @staticmethod
     def of(app: Flask) -> Pipeline:
@@ -348,13 +378,22 @@ class Pipeline:
     def _alarm_after_response(self, token_id: str, client: str | None) -> None:
         """Load the canary, audit, log and signal once the answer is sent
         (``call_on_close``), in an app context of its own. Outside a request
-        (a direct ``authenticate`` call) there is no answer to wait for."""
+        (a direct ``authenticate`` call) there is no answer to wait for.
+
+        Every use is signalled; the audit row and the log line are written
+        at most once per canary per ``ACCESSTOKENS_FAILURE_AUDIT_INTERVAL``
+        in this process (the first use at once, later ones counted into the
+        next), so whoever holds a canary cannot turn requests into writes."""
+        uses = self._canary_uses.add(token_id)
+        if not uses and not signals.canary_tripped.receivers:
+            return
         app = self.app
 
         def alarm() -> None:
             try:
                 with app.app_context():
-                    cast(CanaryAlarm, app.extensions[SERVICE_KEY]).trip_canary(token_id, client)
+                    service = cast(CanaryAlarm, app.extensions[SERVICE_KEY])
+                    service.trip_canary(token_id, client, uses)
             except Exception:  # noqa: BLE001 - the answer is sent; only the log is left
                 log.exception("could not raise the alarm of canary access token %s", token_id)
 

@@ -444,17 +444,23 @@ class TokenService:
 
     # -- leaks and canaries ----------------------------------------------------------------------
 
-    def trip_canary(self, token_id: str, client: str | None) -> AccessToken | None:
-        """A canary was presented: audit, log at WARNING and send
-        :data:`~flask_accesstokens.canary_tripped`. The request path calls it
-        after its answer is sent. None (and no alarm) unless ``token_id`` is
-        an armed canary: a revoked one is disarmed."""
+    def trip_canary(self, token_id: str, client: str | None, uses: int = 1) -> AccessToken | None:
+        """A canary was presented: send :data:`~flask_accesstokens.canary_tripped`
+        and, unless ``uses`` is 0, write one audit event and one WARNING line
+        for ``uses`` uses (the request path folds a flood of uses into one
+        per interval). The request path calls it after its answer is sent.
+        None (and no alarm) unless ``token_id`` is an armed canary: a revoked
+        one is disarmed."""
         token = self.get(token_id)
         if token is None or not token.canary or token.revoked_at is not None:
             return None
-        self._audit("canary_tripped", token, actor=None, detail="presented", client=client)
-        self._commit()
-        self._alarm(token, client)
+        if uses:
+            detail = "presented" if uses == 1 else f"presented {uses} times"
+            self._audit("canary_tripped", token, None, detail, client, count=uses)
+            self._commit()
+            self._alarm(token, client, uses)
+        else:
+            signals.canary_tripped.send(self.app, token=token, client=client)
         return token
 
     def report_leaks(
@@ -537,13 +543,14 @@ class TokenService:
         token: AccessToken = found[0]
         return token
 
-    def _alarm(self, token: AccessToken, client: str | None) -> None:
+    def _alarm(self, token: AccessToken, client: str | None, uses: int = 1) -> None:
         log.warning(
-            "Canary access token %s (%r) on %s was used by %s",
+            "Canary access token %s (%r) on %s was used by %s%s",
             token.id,
             token.name,
             resource_of(token),
             client,
+            "" if uses == 1 else f" ({uses} uses since the last alarm)",
         )
         signals.canary_tripped.send(self.app, token=token, client=client)
 
@@ -716,6 +723,7 @@ class TokenService:
         actor: str | None,
         detail: str | None = None,
         client: str | None = None,
+        count: int = 1,
     ) -> None:
         self.session.add(
             TokenEvent(
@@ -724,6 +732,7 @@ class TokenService:
                 token_id=token.id,
                 actor=actor,
                 client=client,
+                count=count,
                 workspace=token.workspace,
                 project=token.project,
                 repository=token.repository,

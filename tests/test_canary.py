@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -132,6 +133,47 @@ def test_alarm_is_audited_logged_and_signalled(
     assert canary.secret not in caplog.text
 
 
+def test_a_flood_of_uses_is_signalled_each_time_and_written_once_per_interval(
+    database_uri: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whoever holds a canary cannot turn requests into writes: every use is
+    signalled, but the audit row and the log line come once per interval,
+    the first at once, the uses in between counted into the next."""
+    app, db, tokens = make_app(
+        database_uri, ACCESSTOKENS_FAILURE_AUDIT_INTERVAL=timedelta(seconds=0.5)
+    )
+    seen: list[str | None] = []
+    with app.app_context():
+        canary = tokens.create_canary(name="decoy", workspace="acme", repository="api")
+    client = app.test_client()
+
+    def use() -> None:
+        response = client.get(
+            "/repositories/acme/api", headers=bearer(canary.secret), buffered=True
+        )
+        assert response.status_code == 401
+
+    with (
+        canary_tripped.connected_to(lambda _, **kw: seen.append(kw["client"]), app),
+        caplog.at_level(logging.WARNING, logger="flask_accesstokens"),
+    ):
+        for _ in range(30):
+            use()
+        with app.app_context():
+            events = canary_events(tokens, canary.token.id)
+        assert [(e.count, e.detail) for e in events] == [(1, "presented")]
+        time.sleep(0.6)
+        use()
+    assert len(seen) == 31
+    with app.app_context():
+        events = canary_events(tokens, canary.token.id)
+        counts = sorted((e.count, e.detail) for e in events)
+        db.session.remove()
+        db.engine.dispose()
+    assert counts == [(1, "presented"), (30, "presented 30 times")]
+    assert len([r for r in caplog.records if "Canary" in r.getMessage()]) == 2
+
+
 def test_alarm_waits_for_the_answer(
     app: Flask, client: Any, tokens: AccessTokens, canary: Any, alarms: list[dict[str, Any]]
 ) -> None:
@@ -173,6 +215,7 @@ def test_canary_does_no_more_synchronous_database_work(
     warm = client.get("/repositories/acme/api", headers=headers_unknown, buffered=True)
     assert warm.status_code == 401  # the failure's first audit row is written here
     before_close = []
+    canaries = 0
     for attempt in ("unknown", "canary", "unknown", "canary"):
         work.clear()
         secret = canary.secret if attempt == "canary" else tokenformat.generate("bbat")
@@ -182,7 +225,11 @@ def test_canary_does_no_more_synchronous_database_work(
         response.close()
         after = list(work)
         if attempt == "canary":
-            assert "INSERT" in after  # the alarm's audit row, after the answer
+            canaries += 1
+            if canaries == 1:
+                assert "INSERT" in after  # the alarm's audit row, after the answer
+            else:  # within the interval: loaded for the signal, counted, not written
+                assert after and "INSERT" not in after
         else:
             assert after == []
     unknown_work = [w for kind, w in before_close if kind == "unknown"]
