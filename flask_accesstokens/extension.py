@@ -40,11 +40,10 @@ C = TypeVar("C", bound=Callable[..., Any])
 log = logging.getLogger("flask_accesstokens")
 
 
-#: Response headers a token-authenticated request's answer never passes on
-#: from the app: cookies, and the scope headers the pipeline sets itself.
-_REPLACED = frozenset(
-    ("set-cookie", "x-oauth-scopes", "x-accepted-oauth-scopes", "x-credential-type")
-)
+#: The headers the pipeline chooses: the app's own of these names are replaced.
+_SCOPE_HEADERS = frozenset(("x-oauth-scopes", "x-accepted-oauth-scopes", "x-credential-type"))
+#: What a token-authenticated request's answer drops: those, and cookies.
+_REPLACED = _SCOPE_HEADERS | {"set-cookie"}
 
 
 class _DropCookies:
@@ -64,10 +63,12 @@ class _DropCookies:
             first()
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            authenticated = ENVIRON_KEY in environ
             extra: list[tuple[str, str]] | None = environ.get(HEADERS_KEY)
-            if extra:  # set by the pipeline for a token: its headers win, no cookie
-                headers = [(k, v) for k, v in headers if k.lower() not in _REPLACED] + extra
-            elif ENVIRON_KEY in environ:
+            if extra:  # one pass: the pipeline's headers win (and no cookie, as below)
+                drop = _REPLACED if authenticated else _SCOPE_HEADERS
+                headers = [(k, v) for k, v in headers if k.lower() not in drop] + extra
+            elif authenticated:
                 headers = [(k, v) for k, v in headers if k.lower() != "set-cookie"]
             return start_response(status, headers, exc_info)
 
