@@ -46,9 +46,9 @@ from .models import AccessToken
 from .models import utcnow
 from .resources import Resource
 from .scopes import TOKEN_TYPES
-from .service import resource_of
 from .service import STATES
 from .service import TokenService
+from .servicebase import resource_of
 from .state import app_state
 from .web import refuse_tokens_and_bad_queries
 from .web import require_manager

@@ -29,9 +29,9 @@ from .serialize import isoformat
 from .serialize import new_token_json
 from .serialize import parse_datetime
 from .serialize import token_json
-from .service import resource_of
 from .service import STATES
 from .service import TokenService
+from .servicebase import resource_of
 from .tokens import NewToken
 
 access_tokens = AppGroup("access-tokens", help="Create, list, revoke and rotate access tokens.")

@@ -1,5 +1,7 @@
 """The management service: every operation on tokens, each in one place with
-its validation, plan gating, audit and signals.
+its validation, plan gating, audit and signals. This module holds the core
+(create, read, revoke, rotate); leak response and housekeeping live in
+``leaks.py`` and ``housekeeping.py``, on ``servicebase.py``.
 
 It has no notion of who is calling. The JSON API and the admin pages decide
 who may manage (``web.py``), the CLI and the Python API act as operator; all
@@ -10,8 +12,6 @@ token works, or stops working, for every worker as soon as the call returns.
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
 from collections.abc import Iterable
 from collections.abc import Sequence
@@ -23,8 +23,6 @@ from typing import cast
 
 import sqlalchemy as sa
 from flask import Flask
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from . import signals
 from . import tokenformat
@@ -34,18 +32,17 @@ from .errors import PlanRestriction
 from .errors import TokenConflict
 from .errors import TokenValidationError
 from .errors import UnknownResource
+from .housekeeping import Housekeeping
+from .leaks import LeakResponse
 from .models import AccessToken
 from .models import as_utc
-from .models import LEAK_URL_MAX_LENGTH
 from .models import NAME_MAX_LENGTH
 from .models import TokenEvent
-from .models import TokenNotice
 from .models import TokenSecret
 from .models import utcnow
 from .resources import Resource
 from .scopes import TOKEN_TYPES
-from .serialize import parse_datetime
-from .state import AppState
+from .servicebase import resource_of
 from .state import SERVICE_KEY
 from .tokens import NewToken
 
@@ -70,36 +67,14 @@ class Page:
         return self.page * self.pagelen < self.total
 
 
-@dataclass
-class LeakOutcome:
-    """What one leak report did: whether this app issued each reported
-    token (in order), and the signals still to send (:meth:`TokenService.announce`)."""
-
-    provider: str
-    client: str | None
-    issued: list[bool]
-    #: (token id, reported URL) of each token this report revoked.
-    leaked: list[tuple[str, str | None]]
-    #: Ids of the armed canaries it named.
-    tripped: list[str]
-
-
-class TokenService:
-    """Token management for one app."""
-
-    def __init__(self, state: AppState) -> None:
-        self.state = state
-        self.app = state.app
-        self.settings = state.settings
-        self.catalog = state.catalog
+class TokenService(LeakResponse, Housekeeping):
+    """Token management for one app: creating, finding, revoking and
+    rotating here; leak response (``leaks.py``) and housekeeping
+    (``housekeeping.py``) beside it, on the same session and audit."""
 
     @staticmethod
     def of(app: Flask) -> TokenService:
         return cast(TokenService, app.extensions[SERVICE_KEY])
-
-    @property
-    def session(self) -> Session:
-        return self.state.db.session  # type: ignore[return-value]
 
     # -- create ------------------------------------------------------------------
 
@@ -280,11 +255,6 @@ class TokenService:
 
     # -- read ------------------------------------------------------------------------
 
-    def get(self, token_id: str) -> AccessToken | None:
-        if not isinstance(token_id, str) or not tokenformat.is_id(token_id):
-            return None
-        return self.session.get(AccessToken, token_id)
-
     def get_on(self, resource: Resource, token_id: str) -> AccessToken | None:
         """The token, if it is bound to exactly ``resource``: surfaces answer
         another resource's token like one that does not exist."""
@@ -442,267 +412,6 @@ class TokenService:
         signals.token_rotated.send(self.app, token=token, actor=rotated_by, grace_until=now + grace)
         return NewToken(secret, self._detached(token))
 
-    # -- leaks and canaries ----------------------------------------------------------------------
-
-    def trip_canary(self, token_id: str, client: str | None, uses: int = 1) -> AccessToken | None:
-        """A canary was presented: send :data:`~flask_accesstokens.canary_tripped`
-        and, unless ``uses`` is 0, write one audit event and one WARNING line
-        for ``uses`` uses (the request path folds a flood of uses into one
-        per interval). The request path calls it after its answer is sent.
-        None (and no alarm) unless ``token_id`` is an armed canary: a revoked
-        one is disarmed."""
-        token = self.get(token_id)
-        if token is None or not token.canary or token.revoked_at is not None:
-            return None
-        if uses:
-            detail = "presented" if uses == 1 else f"presented {uses} times"
-            self._audit("canary_tripped", token, None, detail, client, count=uses)
-            self._commit()
-            self._alarm(token, client, uses)
-        else:
-            signals.canary_tripped.send(self.app, token=token, client=client)
-        return token
-
-    def report_leaks(
-        self,
-        provider: str,
-        reported: Sequence[tuple[str, str | None]],
-        *,
-        client: str | None,
-        revoked_by: str,
-    ) -> LeakOutcome:
-        """Revoke every token of this app among ``reported`` (token string,
-        URL where it was found), at once and in one transaction; a canary
-        stays armed and is audited as tripped by ``client``. Returns whether
-        each was issued here (live, revoked, expired or rotated out), for the
-        answer, and the signals to send with :meth:`announce`.
-
-        Garbage is cheap: the format and checksum are checked first, then one
-        lookup per candidate. Reporting a token twice changes nothing more.
-        """
-        outcome = LeakOutcome(provider, client, [], [], [])
-        revoked: set[str] = set()
-        for secret, url in reported:
-            token = self.find_by_secret(secret)
-            outcome.issued.append(token is not None)
-            if token is None or token.id in revoked or token.id in outcome.tripped:
-                continue
-            if token.canary:
-                if token.revoked_at is None:
-                    detail = f"reported by {provider}"
-                    self._audit("canary_tripped", token, actor=None, detail=detail, client=client)
-                    outcome.tripped.append(token.id)
-                continue
-            if token.revoked_at is not None:
-                continue  # revoked before; the first revocation's record stays
-            url = None if url is None else url[:LEAK_URL_MAX_LENGTH]
-            token.leak_provider = provider
-            token.leak_url = url
-            self._revoke(token, revoked_by, f"leaked: {provider}")
-            revoked.add(token.id)
-            outcome.leaked.append((token.id, url))
-        # Committed whether or not anything changed: the work done does not
-        # depend on which tokens existed more than it must.
-        self._commit()
-        return outcome
-
-    def announce(self, outcome: LeakOutcome) -> None:
-        """Send the signals of a :meth:`report_leaks`, in an app context.
-        Apart from it so public revocation can send them after its answer."""
-        for token_id, url in outcome.leaked:
-            token = self.get(token_id)
-            if token is not None:
-                log.warning(
-                    "Access token %s was reported leaked by %s and revoked",
-                    token.id,
-                    outcome.provider,
-                )
-                signals.token_leaked.send(self.app, token=token, provider=outcome.provider, url=url)
-        for token_id in outcome.tripped:
-            token = self.get(token_id)
-            if token is not None:
-                self._alarm(token, outcome.client)
-
-    def find_by_secret(self, secret: object) -> AccessToken | None:
-        """The token a secret (current or rotated out) belongs to, or None.
-        Malformed strings cost no query; the digest is compared in constant
-        time."""
-        if not isinstance(secret, str) or not tokenformat.is_well_formed(
-            secret, self.settings.token_prefix
-        ):
-            return None
-        candidates = self.state.digester.candidates(secret)
-        found = self.session.execute(
-            sa.select(AccessToken, TokenSecret.digest)
-            .join(TokenSecret, TokenSecret.token_id == AccessToken.id)
-            .where(TokenSecret.digest.in_(candidates))
-            .limit(1)
-        ).first()
-        if found is None or not any(hmac.compare_digest(found[1], c) for c in candidates):
-            return None
-        token: AccessToken = found[0]
-        return token
-
-    def _alarm(self, token: AccessToken, client: str | None, uses: int = 1) -> None:
-        log.warning(
-            "Canary access token %s (%r) on %s was used by %s%s",
-            token.id,
-            token.name,
-            resource_of(token),
-            client,
-            "" if uses == 1 else f" ({uses} uses since the last alarm)",
-        )
-        signals.canary_tripped.send(self.app, token=token, client=client)
-
-    # -- prune ----------------------------------------------------------------------------------
-
-    def prune(
-        self,
-        older_than: timedelta,
-        *,
-        dry_run: bool = False,
-        clients_older_than: timedelta | None = None,
-    ) -> list[AccessToken]:
-        """Delete tokens revoked or expired more than ``older_than`` ago. The
-        audit log keeps their history. Unless ``dry_run``, also forget client
-        addresses (recent clients, last-used address) seen longer ago than
-        ``clients_older_than`` (default ``ACCESSTOKENS_RECENT_CLIENTS_MAX_AGE``):
-        they are personal data.
-
-        .. versionchanged:: 0.2
-            Forgets old client addresses too.
-        """
-        if not dry_run:
-            self.prune_clients(clients_older_than)
-        cutoff = utcnow() - older_than
-        t = AccessToken
-        query = sa.select(t).where(
-            sa.or_(
-                t.revoked_at < cutoff,
-                sa.and_(t.revoked_at.is_(None), t.expires_at < cutoff),
-            )
-        )
-        doomed = list(self.session.scalars(query))
-        if dry_run or not doomed:
-            return doomed
-        ids = [token.id for token in doomed]
-        for token in doomed:
-            self._audit("pruned", token, actor="prune")
-            # Detached with what was loaded, so callers can still describe them.
-            self.session.expunge(token)
-        self.session.execute(sa.delete(TokenSecret).where(TokenSecret.token_id.in_(ids)))
-        self.session.execute(sa.delete(TokenNotice).where(TokenNotice.token_id.in_(ids)))
-        self.session.execute(sa.delete(AccessToken).where(AccessToken.id.in_(ids)))
-        self._commit()
-        return doomed
-
-    def prune_clients(self, older_than: timedelta | None = None) -> int:
-        """Forget client addresses last seen more than ``older_than`` ago
-        (default ``ACCESSTOKENS_RECENT_CLIENTS_MAX_AGE``). Returns how many
-        addresses were dropped.
-
-        .. versionadded:: 0.2
-        """
-        age = self.settings.recent_clients_max_age if older_than is None else older_than
-        cutoff = utcnow() - age
-        t = AccessToken
-        dropped = 0
-        query = sa.select(t).where(
-            sa.or_(
-                t.recent_ips.is_not(None),
-                sa.and_(t.last_used_ip.is_not(None), t.last_used_at < cutoff),
-            )
-        )
-        for token in self.session.scalars(query):
-            if token.last_used_ip is not None and (
-                token.last_used_at is None or token.last_used_at < cutoff
-            ):
-                token.last_used_ip = None
-                dropped += 1
-            clients = token.recent_clients
-            kept = [c for c in clients if _seen_since(c, cutoff)]
-            if len(kept) != len(clients) or (token.recent_ips and not clients):
-                dropped += len(clients) - len(kept)
-                token.recent_clients_json = json.dumps(kept) if kept else None
-                token.recent_ips = " ".join(c["ip"] for c in kept) or None
-        self._commit()
-        return dropped
-
-    # -- expiry warnings ----------------------------------------------------------------
-
-    def notify_expiring(self, now: datetime | None = None) -> int:
-        """Send ``token_expiring`` and ``token_expired`` for tokens with an
-        expiry, neither revoked nor canaries: each threshold of
-        ``ACCESSTOKENS_EXPIRY_WARNINGS`` at most once (only the smallest when
-        several are crossed at once), ``token_expired`` once after expiry
-        (and only that for a token already expired when first seen). Each
-        notice is a row with a unique (token, kind) key, inserted and
-        committed before its signal: overlapping runs (two cron hosts) cannot
-        both send it. Returns how many signals were sent.
-
-        .. versionadded:: 0.2
-        """
-        now = utcnow() if now is None else as_utc(now)
-        assert now is not None
-        thresholds = self.settings.expiry_warnings
-        horizon = now + timedelta(days=max(thresholds, default=0))
-        t = AccessToken
-        query = (
-            sa.select(t)
-            .where(t.expires_at.is_not(None), t.expires_at <= horizon, t.revoked_at.is_(None))
-            .where(t.canary.is_(False))  # a canary's alarm is its only message
-            .order_by(t.expires_at, t.id)
-        )
-        candidates = list(self.session.scalars(query))
-        sent = self._sent_notices([token.id for token in candidates])
-        count = 0
-        for token in candidates:
-            expires_at = token.expires_at
-            assert expires_at is not None
-            if expires_at <= now:
-                kind, days = "expired", None
-            else:
-                crossed = [d for d in thresholds if expires_at - now <= timedelta(days=d)]
-                if not crossed:
-                    continue
-                days = min(crossed)
-                kind = f"expiring:{days}"
-            if (token.id, kind) in sent or not self._claim_notice(token.id, kind, now):
-                continue
-            if days is None:
-                signals.token_expired.send(self.app, token=token)
-            else:
-                signals.token_expiring.send(self.app, token=token, days_left=days)
-            count += 1
-        return count
-
-    def _sent_notices(self, token_ids: list[str]) -> set[tuple[str, str]]:
-        sent: set[tuple[str, str]] = set()
-        for start in range(0, len(token_ids), 500):
-            chunk = token_ids[start : start + 500]
-            rows = self.session.execute(
-                sa.select(TokenNotice.token_id, TokenNotice.kind).where(
-                    TokenNotice.token_id.in_(chunk)
-                )
-            )
-            sent.update((token_id, kind) for token_id, kind in rows)
-        return sent
-
-    def _claim_notice(self, token_id: str, kind: str, now: datetime) -> bool:
-        """Insert the notice; False if another run already did."""
-        try:
-            self.session.execute(
-                sa.insert(TokenNotice).values(token_id=token_id, kind=kind, sent_at=now)
-            )
-            self.session.commit()
-        except IntegrityError:
-            self.session.rollback()
-            return False
-        except BaseException:
-            self.session.rollback()
-            raise
-        return True
-
     # -- internals ------------------------------------------------------------------------------
 
     def _add_secret(self, token: AccessToken, now: datetime) -> str:
@@ -715,53 +424,6 @@ class TokenService:
             )
         )
         return secret
-
-    def _audit(
-        self,
-        action: str,
-        token: AccessToken,
-        actor: str | None,
-        detail: str | None = None,
-        client: str | None = None,
-        count: int = 1,
-    ) -> None:
-        self.session.add(
-            TokenEvent(
-                at=utcnow(),
-                action=action,
-                token_id=token.id,
-                actor=actor,
-                client=client,
-                count=count,
-                workspace=token.workspace,
-                project=token.project,
-                repository=token.repository,
-                detail=detail,
-            )
-        )
-
-    def _revoke(self, token: AccessToken, actor: str | None, why: str) -> None:
-        token.revoked_at = utcnow()
-        token.revoked_by = actor
-        self._audit("revoked", token, actor=actor, detail=why)
-
-    def _detached(self, token: AccessToken) -> AccessToken:
-        """The record as committed, readable after later commits and outside
-        the app context: a value to show, not a handle to change."""
-        self.session.refresh(token)
-        self.session.expunge(token)
-        return token
-
-    def _commit(self) -> None:
-        try:
-            self.session.commit()
-        except BaseException:
-            self.session.rollback()
-            raise
-
-
-def resource_of(token: AccessToken) -> Resource:
-    return Resource(token.type, token.workspace, token.project, token.repository)
 
 
 def check_name(name: object) -> str:
@@ -803,15 +465,6 @@ def check_resource(workspace: object, project: object, repository: object) -> Re
     except ValueError as e:
         field, _, message = str(e).partition(": ")
         raise TokenValidationError(field, message) from None
-
-
-def _seen_since(client: object, cutoff: datetime) -> bool:
-    if not isinstance(client, dict):
-        return False
-    try:
-        return parse_datetime(client.get("last_seen")) >= cutoff
-    except ValueError:
-        return False
 
 
 def _days(delta: timedelta) -> str:

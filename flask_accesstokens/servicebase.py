@@ -1,0 +1,81 @@
+"""What every token service operation shares: the app's session, loading a
+record, the audit log and committing. :class:`~flask_accesstokens.TokenService`
+is built on it, with leak response (``leaks.py``) and housekeeping
+(``housekeeping.py``) beside the core operations (``service.py``)."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from . import tokenformat
+from .models import AccessToken
+from .models import TokenEvent
+from .models import utcnow
+from .resources import Resource
+from .state import AppState
+
+
+def resource_of(token: AccessToken) -> Resource:
+    return Resource(token.type, token.workspace, token.project, token.repository)
+
+
+class ServiceBase:
+    """The session, the audit log and the transaction of one app's service."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        self.app = state.app
+        self.settings = state.settings
+        self.catalog = state.catalog
+
+    @property
+    def session(self) -> Session:
+        return self.state.db.session  # type: ignore[return-value]
+
+    def get(self, token_id: str) -> AccessToken | None:
+        if not isinstance(token_id, str) or not tokenformat.is_id(token_id):
+            return None
+        return self.session.get(AccessToken, token_id)
+
+    def _audit(
+        self,
+        action: str,
+        token: AccessToken,
+        actor: str | None,
+        detail: str | None = None,
+        client: str | None = None,
+        count: int = 1,
+    ) -> None:
+        self.session.add(
+            TokenEvent(
+                at=utcnow(),
+                action=action,
+                token_id=token.id,
+                actor=actor,
+                client=client,
+                count=count,
+                workspace=token.workspace,
+                project=token.project,
+                repository=token.repository,
+                detail=detail,
+            )
+        )
+
+    def _revoke(self, token: AccessToken, actor: str | None, why: str) -> None:
+        token.revoked_at = utcnow()
+        token.revoked_by = actor
+        self._audit("revoked", token, actor=actor, detail=why)
+
+    def _detached(self, token: AccessToken) -> AccessToken:
+        """The record as committed, readable after later commits and outside
+        the app context: a value to show, not a handle to change."""
+        self.session.refresh(token)
+        self.session.expunge(token)
+        return token
+
+    def _commit(self) -> None:
+        try:
+            self.session.commit()
+        except BaseException:
+            self.session.rollback()
+            raise
