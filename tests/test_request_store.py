@@ -361,6 +361,8 @@ def use_and_drop(uri: str) -> tuple[weakref.ref[RequestStore], Any, int | None]:
         db.session.remove()
         db.engine.dispose()
     assert app.test_client().get(REPO, headers=bearer(new.secret)).status_code == 200
+    with app.app_context():
+        db.engine.dispose()  # the request's usage write went through the app's pool
     store = store_of(app)
     raw = idle_connection(store)
     if uri.startswith("sqlite"):
