@@ -341,10 +341,14 @@ class Pipeline:
         user_agent: str | None,
         due: bool,
     ) -> bool:
+        """Whether this request's usage write is done (or given up): a
+        write that failed is not followed by another, so a locked row holds
+        a request up for one statement timeout at most."""
         spent_until = self._budget_spent.get(token.id)
         if spent_until is not None and now < spent_until:
             return False
-        if self.store.add_client(token.id, now, client, address, user_agent, due):
+        written = self.store.add_client(token.id, now, client, address, user_agent, due)
+        if written is None or written:
             return True
         if len(self._budget_spent) >= MAX_REMEMBERED_BUDGETS:
             self._budget_spent = {k: v for k, v in self._budget_spent.items() if now < v}

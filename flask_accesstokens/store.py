@@ -448,15 +448,16 @@ class RequestStore:
         address: str,
         user_agent: str | None,
         touch: bool,
-    ) -> bool:
+    ) -> bool | None:
         """Record a new client address now, if this token's budget of
         ``NEW_CLIENTS_PER_MINUTE`` immediate writes allows, and last use with
         it when ``touch`` says it is due: one conditional UPDATE (a second
         one only if another worker wrote last use meanwhile), which counts
         the budget in the row, so it holds across every worker. False when
-        the budget is spent, another worker changed the clients meanwhile, or
-        the write failed: the address then waits for the usual last-used
-        coalescing."""
+        the budget is spent or another worker changed the clients meanwhile:
+        the address then waits for the usual last-used coalescing. None when
+        the write failed (a lock held past the statement timeout, say): the
+        request should not try another write."""
         t = TOKENS
         window = now - NEW_CLIENTS_WINDOW
         fresh = sa.or_(t.c.new_clients_since.is_(None), t.c.new_clients_since <= window)
@@ -491,7 +492,7 @@ class RequestStore:
                 return bool(taken)
         except SQLAlchemyError:
             log.warning("could not record a client of access token %s", token_id, exc_info=True)
-            return False
+            return None
 
     @staticmethod
     def _clients_with(

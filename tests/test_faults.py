@@ -238,7 +238,9 @@ def test_slow_lookup_hits_the_statement_timeout_and_fails_closed(rig: Rig) -> No
         for _ in range(3):
             status, took = rig.get(new.secret)
             assert status == 503
-            assert timeout <= took < timeout * 1.6
+            # The server's timer may fire a few milliseconds before the
+            # client's clock says a second has passed.
+            assert timeout * 0.95 <= took < timeout * 1.6
 
     # The connections that timed out were dropped; new ones work.
     assert [rig.get(new.secret)[0] for _ in range(3)] == [200, 200, 200]
@@ -255,4 +257,6 @@ def test_a_blocked_last_used_write_does_not_hold_up_the_request(rig: Rig) -> Non
     with holding(rig, lock, seconds=CEILING + 1):
         status, took = rig.get(new.secret)
     assert status == 200
-    assert took < STATEMENT_TIMEOUT / 1000 + 1.5
+    # One statement timeout at most: the failed new-client write must not be
+    # followed by a last-used write that waits as long again.
+    assert took < 2 * STATEMENT_TIMEOUT / 1000
