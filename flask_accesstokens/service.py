@@ -120,26 +120,15 @@ class TokenService(LeakResponse, Housekeeping):
         expires_at = self.check_expiry(expires_at, now)
         self.check_plan(resource)
         self.check_exists(resource)
-        token = AccessToken(
-            id=tokenformat.new_id(),
+        return self._insert(
+            resource,
+            now,
             name=name,
-            type=resource.type,
-            workspace=resource.workspace,
-            project=resource.project,
-            repository=resource.repository,
             scopes=granted,
-            created_at=now,
             created_by=created_by,
             expires_at=expires_at,
-            generation=0,
             allowed_ips=None if networks is None else " ".join(networks),
-            new_clients_count=0,
         )
-        secret = self._add_secret(token, now)
-        self._audit("created", token, actor=created_by)
-        self._commit()
-        signals.token_created.send(self.app, token=token, actor=created_by)
-        return NewToken(secret, self._detached(token))
 
     def create_on(self, resource: Resource, *, canary: bool = False, **fields: Any) -> NewToken:
         """:meth:`create` (or :meth:`create_canary`) for a resource a surface
@@ -174,26 +163,9 @@ class TokenService(LeakResponse, Housekeeping):
         resource = check_resource(workspace, project, repository)
         self.check_plan(resource)
         self.check_exists(resource)
-        now = utcnow()
-        token = AccessToken(
-            id=tokenformat.new_id(),
-            name=name,
-            type=resource.type,
-            workspace=resource.workspace,
-            project=resource.project,
-            repository=resource.repository,
-            scopes=(),
-            created_at=now,
-            created_by=created_by,
-            expires_at=None,
-            generation=0,
-            canary=True,
+        return self._insert(
+            resource, utcnow(), name=name, scopes=(), created_by=created_by, canary=True
         )
-        secret = self._add_secret(token, now)
-        self._audit("created", token, actor=created_by, detail="canary")
-        self._commit()
-        signals.token_created.send(self.app, token=token, actor=created_by)
-        return NewToken(secret, self._detached(token))
 
     def check_expiry(
         self, expires_at: datetime | None, now: datetime | None = None
@@ -413,6 +385,27 @@ class TokenService(LeakResponse, Housekeeping):
         return NewToken(secret, self._detached(token))
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _insert(self, resource: Resource, now: datetime, **fields: Any) -> NewToken:
+        """Write a validated token, its digest and its audit row in one
+        transaction, then announce it: the end of every create path."""
+        token = AccessToken(
+            id=tokenformat.new_id(),
+            type=resource.type,
+            workspace=resource.workspace,
+            project=resource.project,
+            repository=resource.repository,
+            created_at=now,
+            generation=0,
+            new_clients_count=0,
+            **fields,
+        )
+        secret = self._add_secret(token, now)
+        detail = "canary" if token.canary else None
+        self._audit("created", token, actor=token.created_by, detail=detail)
+        self._commit()
+        signals.token_created.send(self.app, token=token, actor=token.created_by)
+        return NewToken(secret, self._detached(token))
 
     def _add_secret(self, token: AccessToken, now: datetime) -> str:
         secret = tokenformat.generate(self.settings.token_prefix)
