@@ -18,6 +18,9 @@ from flask import g
 from werkzeug.local import LocalProxy
 
 from .pipeline import Pipeline
+from .requirements import ATTRIBUTE
+from .requirements import Requirement
+from .requirements import ResourceResolver
 from .scopes import check_names
 from .tokens import AuthenticatedToken
 
@@ -33,72 +36,105 @@ current_token: AuthenticatedToken = cast(AuthenticatedToken, LocalProxy(_current
 
 
 def verify_token_in_request(
-    *scopes: str, any_of: bool = False, optional: bool = False, container: bool = False
+    *scopes: str,
+    any_of: bool = False,
+    optional: bool = False,
+    container: bool = False,
+    bind: bool = True,
+    resource: ResourceResolver | None = None,
 ) -> AuthenticatedToken | None:
     """Authenticate the current request and check scopes and binding.
 
-    :param scopes: all required, or any one with ``any_of``; implied scopes count.
-    :param optional: a request without a token passes as anonymous (returns
-        None); a bad token is still refused.
-    :param container: the route names a workspace or project and lists what
-        is inside: tokens bound to it or to anything inside it pass, and the
-        view filters with :meth:`AuthenticatedToken.reaches`.
+    The parameters mean what they mean on :func:`require_scope`.
+
     :raises AccessTokenError: 400, 401, 403, 429 or 503, ready to be answered.
     """
-    checked = check_names(scopes)
+    requirement = _requirement(scopes, any_of, optional, container, bind, resource)
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    return Pipeline.of(app).verify(checked, any_of, optional, container)
+    return Pipeline.of(app).verify(requirement)
 
 
-def _decorator(
-    scopes: tuple[str, ...], any_of: bool, optional: bool, container: bool
-) -> Callable[[F], F]:
-    checked = check_names(scopes)
+def _requirement(
+    scopes: tuple[str, ...],
+    any_of: bool,
+    optional: bool,
+    container: bool,
+    bind: bool,
+    resource: ResourceResolver | None,
+) -> Requirement:
+    if resource is not None and not callable(resource):
+        raise TypeError("resource: must be a callable taking the view's arguments")
+    if resource is not None and (container or not bind):
+        raise ValueError("resource: cannot be combined with container=True or bind=False")
+    if container and not bind:
+        raise ValueError("container: cannot be combined with bind=False")
+    return Requirement(check_names(scopes), any_of, optional, container, bind, resource)
 
+
+def _decorator(requirement: Requirement) -> Callable[[F], F]:
     def decorate(view: F) -> F:
         is_async = inspect.iscoroutinefunction(view)
 
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             app = current_app._get_current_object()  # type: ignore[attr-defined]
-            Pipeline.of(app).verify(checked, any_of, optional, container)
+            Pipeline.of(app).verify(requirement)
             if is_async:
                 return app.ensure_sync(view)(*args, **kwargs)
             return view(*args, **kwargs)
 
+        setattr(wrapper, ATTRIBUTE, requirement)
         return cast(F, wrapper)
 
+    # ``MethodView.decorators = [require_scope(...)]``: the requirement is
+    # readable from the decorator itself too.
+    setattr(decorate, ATTRIBUTE, requirement)
     return decorate
 
 
 def require_scope(
-    *scopes: str, optional: bool = False, container: bool = False
+    *scopes: str,
+    optional: bool = False,
+    container: bool = False,
+    bind: bool = True,
+    resource: ResourceResolver | None = None,
 ) -> Callable[[F], F]:
     """Protect a view: the request needs a token holding *every* scope given
     (directly or by implication) and bound to the resource the route names.
 
-    A misspelt Bitbucket scope raises :class:`ValueError` here, at import
-    time; an app's own scopes are checked against its catalog when the app
-    first serves the view.
+    Scope names are checked against the app's catalog when the app serves
+    its first request, with the near miss named.
 
-    With ``container=True`` the route names a workspace or a project and lists
-    what is inside it: a token bound to that container or to anything inside
-    it passes, and the view keeps only what
-    ``current_token.reaches(workspace, project, repository)`` allows. On a
-    route with no workspace, project or repository argument at all (the
-    token's own identity, say) every valid token with the scopes passes; a
-    route whose resource argument is malformed is still refused.
+    :param optional: a request without the extension's credentials runs the
+        view with ``current_token`` None, so the app's own login decides; a
+        bad token is still refused.
+    :param container: the route names a container (a workspace, an
+        organization) and lists what is inside it: a token bound to it or to
+        anything inside it passes, and the view keeps only what
+        ``current_token.reaches(...)`` allows. On a route naming no resource
+        at all, every valid token with the scopes passes.
+    :param bind: ``False``: scope only, whatever the token is bound to.
+    :param resource: ``resource(**view_args)`` returns the resource (a
+        mapping like ``create_token``'s ``resource=``) of an object the URL
+        does not nest, or None (refused like another resource). Called only
+        once the token is authenticated and holds the scopes.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2
+        ``bind`` and ``resource``.
     """
-    return _decorator(scopes, any_of=False, optional=optional, container=container)
+    return _decorator(_requirement(scopes, False, optional, container, bind, resource))
 
 
 def require_any_scope(
-    *scopes: str, optional: bool = False, container: bool = False
+    *scopes: str,
+    optional: bool = False,
+    container: bool = False,
+    bind: bool = True,
+    resource: ResourceResolver | None = None,
 ) -> Callable[[F], F]:
     """Like :func:`require_scope`, but any one of the scopes is enough.
 
     .. versionadded:: 0.1
     """
-    return _decorator(scopes, any_of=True, optional=optional, container=container)
+    return _decorator(_requirement(scopes, True, optional, container, bind, resource))

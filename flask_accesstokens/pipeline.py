@@ -44,6 +44,7 @@ from .errors import TooManyFailures
 from .errors import WrongResource
 from .models import utcnow
 from .ratelimit import Throttle
+from .requirements import Requirement
 from .resources import from_view_args
 from .resources import reaches
 from .resources import within
@@ -139,15 +140,10 @@ class Pipeline:
     def of(app: Flask) -> Pipeline:
         return cast(Pipeline, app.extensions[PIPELINE_KEY])
 
-    def verify(
-        self,
-        scopes: tuple[str, ...],
-        any_of: bool = False,
-        optional: bool = False,
-        container: bool = False,
-    ) -> AuthenticatedToken | None:
+    def verify(self, requirement: Requirement) -> AuthenticatedToken | None:
         """Authenticate the current request and check scopes and binding.
         Raises :class:`AccessTokenError` (400, 401, 403, 429 or 503)."""
+        scopes = requirement.scopes
         if scopes not in self._checked:
             self.state.catalog.check_known(scopes)  # an app's own scopes
             self._checked.add(scopes)
@@ -158,7 +154,7 @@ class Pipeline:
             # 1. credentials
             secret = self._credentials(environ, client)
             if secret is None:
-                if optional:
+                if requirement.optional:
                     return None
                 raise MissingToken()
             # 2. token format, 3. lookup, 4a. the token's own state and the
@@ -173,10 +169,10 @@ class Pipeline:
                 ]
             # 4b. scope, then binding
             granted = token.granted
-            if granted.isdisjoint(scopes) if any_of else not granted.issuperset(scopes):
+            if granted.isdisjoint(scopes) if requirement.any_of else not granted.issuperset(scopes):
                 self._failed("insufficient_scope", token.id, client)
                 raise InsufficientScope(required=scopes, granted=token.scopes)
-            if not self._binds(token, req.view_args, container):
+            if requirement.bind and not self._binds(token, req.view_args, requirement):
                 self._failed("wrong_resource", token.id, client)
                 raise WrongResource(required=scopes, granted=token.scopes)
         except AccessTokenError as e:
@@ -187,12 +183,13 @@ class Pipeline:
         return token
 
     def _binds(
-        self, token: AuthenticatedToken, view_args: dict[str, Any] | None, container: bool
+        self, token: AuthenticatedToken, view_args: dict[str, Any] | None, requirement: Requirement
     ) -> bool:
         """Whether the token is bound to what the route's arguments name. A
         listing route that names no container at all (``/user``) holds every
         token; its view shows each token only its own."""
         names = self.view_args
+        container = requirement.container
         if container and not any(name in (view_args or ()) for name in names.values()):
             return True
         route = from_view_args(view_args, names)
