@@ -34,10 +34,12 @@ from flask import render_template
 from flask import request
 from flask import session
 from flask import url_for
+from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.wrappers import Response
 
+from . import words
 from .errors import PlanRestriction
 from .errors import TokenConflict
 from .errors import TokenValidationError
@@ -45,16 +47,16 @@ from .errors import UnknownResource
 from .models import AccessToken
 from .models import utcnow
 from .resources import Resource
-from .scopes import TOKEN_TYPES
 from .service import STATES
 from .service import TokenService
 from .servicebase import resource_of
 from .state import app_state
+from .web import describe
 from .web import refuse_tokens_and_bad_queries
 from .web import require_manager
 from .web import resource_args
 from .web import resource_from_view_args
-from .web import RESOURCE_RULES
+from .web import resource_rules
 
 try:
     from flask_wtf.csrf import generate_csrf  # type: ignore[import-untyped]
@@ -88,15 +90,30 @@ PAGELEN = 50
 MAX_FORM_BODY = 64 * 1024
 
 
+#: (suffix, methods, view) of the pages every level of the model gets.
+_RESOURCE_VIEWS: list[tuple[str, list[str], Callable[..., Any]]] = []
+
+
 def _resource_route(suffix: str, methods: list[str]) -> Callable[[F], F]:
-    """Serve one view at the same place under all three resource URLs."""
+    """Serve one view at the same place under every level's URL."""
 
     def decorator(view: F) -> F:
-        for _, rule in RESOURCE_RULES:
-            blueprint.add_url_rule(f"{rule}/access-tokens{suffix}", view_func=view, methods=methods)
+        _RESOURCE_VIEWS.append((suffix, methods, view))
         return view
 
     return decorator
+
+
+@blueprint.record
+def _mount_model(setup: BlueprintSetupState) -> None:
+    """Each app mounts the pages of its own model's levels, at the JSON
+    API's paths, and the overview of its top level."""
+    model = app_state(setup.app).model  # type: ignore[arg-type]
+    for _, rule in resource_rules(model):
+        for suffix, methods, view in _RESOURCE_VIEWS:
+            setup.add_url_rule(f"{rule}/access-tokens{suffix}", view_func=view, methods=methods)
+    top = model.levels[0].name
+    setup.add_url_rule(f"{model.path(top)}/access-tokens/all", view_func=overview, methods=["GET"])
 
 
 # -- guards ------------------------------------------------------------------
@@ -279,7 +296,26 @@ def _template_helpers() -> dict[str, Any]:
         "scope_labels": scope_labels,
         "implied_labels": implied_labels,
         "expires_soon": expires_soon,
+        "describe": describe,
+        "level_label": level_label,
+        "works_on": _works_on,
+        "git_path": _git_path,
+        "is_top": lambda resource: resource.type == app_state().model.levels[0].name,
     }
+
+
+def level_label(name: str) -> str:
+    """A level's label, as people read it."""
+    return app_state().model.level(name).label
+
+
+def _works_on(level: str) -> str:
+    state = app_state()
+    return words.works_on(state.model, level, state.settings.messages)
+
+
+def _git_path(token: AccessToken) -> str | None:
+    return words.git_path(app_state().model, resource_of(token))
 
 
 @dataclass(frozen=True)
@@ -371,14 +407,10 @@ def _reveal(resource: Resource, token: AccessToken, secret: str, action: str) ->
 
 
 @_resource_route("", ["GET"])
-def list_tokens(
-    workspace: str, project_key: str | None = None, repo_slug: str | None = None
-) -> str:
+def list_tokens(**view_args: str) -> str:
     resource, _ = _managed()
     page = _service().search(
-        resource.workspace,
-        resource.project,
-        resource.repository,
+        resource,
         page=_page_arg(),
         pagelen=PAGELEN,
     )
@@ -416,17 +448,13 @@ def _render_form(
 
 
 @_resource_route("/new", ["GET"])
-def new_token(
-    workspace: str, project_key: str | None = None, repo_slug: str | None = None
-) -> tuple[str, int]:
+def new_token(**view_args: str) -> tuple[str, int]:
     resource, _ = _managed()
     return _render_form(resource, {}, {})
 
 
 @_resource_route("/new", ["POST"])
-def create_token(
-    workspace: str, project_key: str | None = None, repo_slug: str | None = None
-) -> Response | tuple[str, int]:
+def create_token(**view_args: str) -> Response | tuple[str, int]:
     resource, user = _managed()
     _check_csrf()
     refusal = _plan_refusal(resource)
@@ -499,17 +527,13 @@ def _confirm(resource: Resource, token: AccessToken, action: str, **extra: Any) 
 
 
 @_resource_route("/<token_id>/revoke", ["GET"])
-def confirm_revoke(
-    workspace: str, token_id: str, project_key: str | None = None, repo_slug: str | None = None
-) -> str:
+def confirm_revoke(token_id: str, **view_args: str) -> str:
     resource, _ = _managed()
     return _confirm(resource, _token_of(resource, token_id), "revoke")
 
 
 @_resource_route("/<token_id>/revoke", ["POST"])
-def revoke(
-    workspace: str, token_id: str, project_key: str | None = None, repo_slug: str | None = None
-) -> Response:
+def revoke(token_id: str, **view_args: str) -> Response:
     resource, user = _managed()
     _check_csrf()
     token = _token_of(resource, token_id)
@@ -518,17 +542,13 @@ def revoke(
 
 
 @_resource_route("/<token_id>/rotate", ["GET"])
-def confirm_rotate(
-    workspace: str, token_id: str, project_key: str | None = None, repo_slug: str | None = None
-) -> str:
+def confirm_rotate(token_id: str, **view_args: str) -> str:
     resource, _ = _managed()
     return _confirm(resource, _token_of(resource, token_id), "rotate")
 
 
 @_resource_route("/<token_id>/rotate", ["POST"])
-def rotate(
-    workspace: str, token_id: str, project_key: str | None = None, repo_slug: str | None = None
-) -> Response | tuple[str, int]:
+def rotate(token_id: str, **view_args: str) -> Response | tuple[str, int]:
     resource, user = _managed()
     _check_csrf()
     token = _token_of(resource, token_id)
@@ -551,9 +571,9 @@ def rotate(
 # -- the workspace overview ---------------------------------------------------
 
 
-@blueprint.get("/workspaces/<workspace>/access-tokens/all")
-def overview(workspace: str) -> tuple[str, int]:
-    """Every token in a workspace, for its admins: find what is unused."""
+def overview(**view_args: str) -> tuple[str, int]:
+    """Every token in a top-level resource (a workspace, an organization),
+    for its admins: find what is unused."""
     resource, _ = _managed()
     args = request.args
     token_type = args.get("type", "")
@@ -562,8 +582,9 @@ def overview(workspace: str) -> tuple[str, int]:
     days = args.get("unused_days", "").strip()
     filters = {"type": token_type, "state": state, "never_used": never_used, "unused_days": days}
     errors: dict[str, str] = {}
-    if token_type not in ("", *TOKEN_TYPES):
-        errors["type"] = f"must be one of {', '.join(TOKEN_TYPES)}"
+    levels = app_state().model.names
+    if token_type not in ("", *levels):
+        errors["type"] = f"must be one of {', '.join(levels)}"
     if state not in ("", *STATES):
         errors["state"] = f"must be one of {', '.join(STATES)}"
     last_used_before = None
@@ -575,7 +596,7 @@ def overview(workspace: str) -> tuple[str, int]:
     page = None
     if not errors:
         page = _service().search(
-            workspace,
+            resource,
             exact=False,
             token_type=token_type or None,
             state=state or None,
@@ -594,7 +615,7 @@ def overview(workspace: str) -> tuple[str, int]:
             filters=filters,
             errors=errors,
             query=query,
-            token_types=TOKEN_TYPES,
+            token_types=levels,
             states=STATES,
         ),
         400 if errors else 200,

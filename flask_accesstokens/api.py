@@ -19,8 +19,6 @@ import json
 import threading
 from collections.abc import Mapping
 from datetime import timedelta
-from functools import cache
-from importlib import resources as importlib_resources
 from typing import Any
 from typing import NoReturn
 
@@ -29,10 +27,12 @@ from flask import current_app
 from flask import jsonify
 from flask import request
 from flask import url_for
+from flask.blueprints import BlueprintSetupState
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from . import apidoc
 from .config import MAX_ROTATION_GRACE
 from .errors import AccessTokenError
 from .errors import error_body
@@ -60,7 +60,7 @@ from .web import refuse_tokens_and_bad_queries
 from .web import require_manager
 from .web import resource_args
 from .web import resource_from_view_args
-from .web import RESOURCE_RULES
+from .web import resource_rules
 
 blueprint = Blueprint("accesstokens_api", __name__)
 
@@ -110,6 +110,11 @@ def invalid(fields: Mapping[str, str], message: str = "Invalid input.") -> NoRet
 
 def _service() -> TokenService:
     return TokenService.of(current_app)
+
+
+def _bitbucket() -> bool:
+    """Token objects keep Bitbucket's fields in Bitbucket's model only."""
+    return app_state().model.is_bitbucket()
 
 
 # -- guards and errors ---------------------------------------------------------------
@@ -218,7 +223,7 @@ def create(**view_args: str) -> tuple[Response, int, dict[str, str]]:
     resource, manager = _managed(view_args)
     refusal = _service().plan_refusal(resource)
     if refusal is not None:  # before the body: the form of a refused request is moot
-        allowed = _service().allowed_token_types(resource.workspace)
+        allowed = _service().types_for(resource)
         fail(403, refusal, detail={"allowed_types": list(allowed)})
     body = json_body(CREATE_FIELDS)
     errors: dict[str, str] = {}
@@ -257,7 +262,7 @@ def create(**view_args: str) -> tuple[Response, int, dict[str, str]]:
     except TokenValidationError as e:
         invalid({e.field: e.message})
     location = _url("get", resource, token_id=new.token.id)
-    return jsonify(new_token_json(new.secret, new.token)), 201, {"Location": location}
+    return jsonify(new_token_json(new.secret, new.token, _bitbucket())), 201, {"Location": location}
 
 
 def list_tokens(**view_args: str) -> Response:
@@ -284,9 +289,7 @@ def list_tokens(**view_args: str) -> Response:
     if errors:
         invalid(errors)
     found = _service().search(
-        resource.workspace,
-        resource.project,
-        resource.repository,
+        resource,
         state=state,
         q=q,
         never_used=never_used == "true",
@@ -295,7 +298,7 @@ def list_tokens(**view_args: str) -> Response:
         pagelen=pagelen,
     )
     result: dict[str, Any] = {
-        "values": [token_json(token) for token in found.items],
+        "values": [token_json(token, _bitbucket()) for token in found.items],
         "page": page,
         "pagelen": pagelen,
         "size": found.total,
@@ -309,7 +312,7 @@ def list_tokens(**view_args: str) -> Response:
 
 def get(token_id: str, **view_args: str) -> Response:
     resource, _ = _managed(view_args)
-    return jsonify(token_json(_token_on(resource, token_id)))
+    return jsonify(token_json(_token_on(resource, token_id), _bitbucket()))
 
 
 def revoke(token_id: str, **view_args: str) -> tuple[str, int]:
@@ -340,7 +343,7 @@ def rotate(token_id: str, **view_args: str) -> tuple[Response, int]:
         invalid({e.field: e.message})
     if new is None:  # deleted since we looked
         fail(404, "No such access token on this resource.")
-    return jsonify(new_token_json(new.secret, new.token)), 201
+    return jsonify(new_token_json(new.secret, new.token, _bitbucket())), 201
 
 
 def _int_arg(name: str, default: int, low: int, high: int, errors: dict[str, str]) -> int:
@@ -368,15 +371,16 @@ def _url(action: str, resource: Resource, **values: str) -> str:
     )
 
 
-for _kind, _path in RESOURCE_RULES:
-    _base = f"{_path}/access-tokens"
-    blueprint.add_url_rule(_base, f"{_kind}_create", create, methods=["POST"])
-    blueprint.add_url_rule(_base, f"{_kind}_list", list_tokens, methods=["GET"])
-    blueprint.add_url_rule(f"{_base}/<token_id>", f"{_kind}_get", get, methods=["GET"])
-    blueprint.add_url_rule(f"{_base}/<token_id>", f"{_kind}_revoke", revoke, methods=["DELETE"])
-    blueprint.add_url_rule(
-        f"{_base}/<token_id>/rotate", f"{_kind}_rotate", rotate, methods=["POST"]
-    )
+@blueprint.record
+def _mount_model(setup: BlueprintSetupState) -> None:
+    """Each app mounts the routes of its own model's levels, and no others."""
+    for kind, path in resource_rules(app_state(setup.app).model):  # type: ignore[arg-type]
+        base = f"{path}/access-tokens"
+        setup.add_url_rule(base, f"{kind}_create", create, methods=["POST"])
+        setup.add_url_rule(base, f"{kind}_list", list_tokens, methods=["GET"])
+        setup.add_url_rule(f"{base}/<token_id>", f"{kind}_get", get, methods=["GET"])
+        setup.add_url_rule(f"{base}/<token_id>", f"{kind}_revoke", revoke, methods=["DELETE"])
+        setup.add_url_rule(f"{base}/<token_id>/rotate", f"{kind}_rotate", rotate, methods=["POST"])
 
 
 # -- a token about itself --------------------------------------------------------------
@@ -389,7 +393,7 @@ def self_get() -> Response:
     record = _service().get(token.id)
     if record is None:  # pruned between the lookup and now
         raise InvalidToken(realm=app_state().settings.realm)
-    return jsonify({**token_json(record), "granted": sorted(token.granted)})
+    return jsonify({**token_json(record, _bitbucket()), "granted": sorted(token.granted)})
 
 
 @blueprint.delete("/access-tokens/self", endpoint="self_delete")
@@ -510,24 +514,14 @@ def public_revocation() -> tuple[Response, int]:
 # -- the OpenAPI document -----------------------------------------------------------------
 
 
-@cache
-def _document() -> str:
-    return (importlib_resources.files(__package__) / "openapi.json").read_text("utf-8")
-
-
 @blueprint.get("/access-tokens/openapi.json")
 def openapi() -> Response:
-    """The OpenAPI 3.1 document of this API, as mounted in this app: its server
-    URL is the blueprint's prefix and its scope lists the app's catalog."""
-    document = json.loads(_document())
+    """The OpenAPI 3.1 document of this API, as mounted in this app: its
+    paths are the model's, its server URL the blueprint's prefix, its scopes
+    the app's catalog."""
     prefix = request.path.removesuffix("/access-tokens/openapi.json")
-    document["servers"] = [{"url": request.script_root + prefix}]
-    catalog = app_state().catalog
-    schemas = document["components"]["schemas"]
-    schemas["Scope"]["enum"] = [scope.name for scope in catalog]
-    for kind, _ in RESOURCE_RULES:
-        allowed = [scope.name for scope in catalog.allowed_for(kind)]
-        schemas[f"{kind.capitalize()}Scope"]["enum"] = allowed
+    state = app_state()
+    document = apidoc.document(state.model, state.catalog, request.script_root + prefix)
     response = jsonify(document)
     response.headers["Cache-Control"] = "no-cache"
     return response

@@ -9,6 +9,7 @@ the message on stderr.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -19,12 +20,15 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from . import words
 from .config import MAX_ROTATION_GRACE
 from .errors import PlanRestriction
 from .errors import TokenConflict
 from .errors import TokenValidationError
 from .errors import UnknownResource
 from .models import AccessToken
+from .resources import Resource
+from .resources import ResourceModel
 from .serialize import isoformat
 from .serialize import new_token_json
 from .serialize import parse_datetime
@@ -44,6 +48,10 @@ _json = click.option("--json", "as_json", is_flag=True, help="Print JSON, for sc
 
 def _service() -> TokenService:
     return TokenService.of(current_app)
+
+
+def _bitbucket() -> bool:
+    return _service().model.is_bitbucket()
 
 
 def _get(token_id: str) -> AccessToken:
@@ -66,19 +74,47 @@ def _parse_datetime(_ctx: Any, _param: Any, value: str | None) -> datetime | Non
         raise click.BadParameter(str(e)) from None
 
 
-def _resource_options(command: Any) -> Any:
-    command = click.option("--repository", help="Repository slug (a repository token).")(command)
-    command = click.option("--project", help="Project key (a project token).")(command)
-    return click.option("--workspace", required=True, help="Workspace slug.")(command)
+#: Marks a command that takes one option per level of the app's model.
+_LEVELS = "_accesstokens_levels"
 
 
-def _check_resource(project: str | None, repository: str | None) -> None:
-    if project and repository:
-        raise click.UsageError("Give --project or --repository, not both.")
+def _resource_options(callback: Any) -> Any:
+    """The command names a resource with one option per level (``--workspace
+    acme --repository api``), added for each app's model by :func:`for_model`."""
+    setattr(callback, _LEVELS, True)
+    return callback
+
+
+def for_model(model: ResourceModel, group: click.Group | None = None) -> AppGroup:
+    """The ``access-tokens`` commands for one app: those that name a
+    resource get one option per level of its model, in its words."""
+    group = group or access_tokens
+    made = AppGroup(group.name, help=group.help)
+    for name, command in group.commands.items():
+        if getattr(command.callback, _LEVELS, False):
+            command = copy.copy(command)
+            command.params = [
+                click.Option(
+                    [f"--{level.name.replace('_', '-')}", level.name],
+                    help=f"{level.label} name"
+                    + (" (the top level)." if i == 0 else f" (a {level.label.lower()} token)."),
+                )
+                for i, level in enumerate(model.levels)
+            ] + command.params
+        made.add_command(command, name)
+    return made
+
+
+def _resource(names: dict[str, Any]) -> Resource:
+    """The resource the level options name, or exit saying which is wrong."""
+    try:
+        return _service().model.resource({k: v for k, v in names.items() if v is not None})
+    except TokenValidationError as e:
+        raise click.UsageError(f"--{e.field.replace('_', '-')}: {e.message}") from None
 
 
 def _describe(token: AccessToken) -> str:
-    return str(resource_of(token))
+    return words.describe(_service().model, resource_of(token))
 
 
 def _echo_secret(secret: str, token: AccessToken, verb: str) -> None:
@@ -106,27 +142,25 @@ def _echo_secret(secret: str, token: AccessToken, verb: str) -> None:
 @_actor
 @_json
 def create(
-    workspace: str,
-    project: str | None,
-    repository: str | None,
     name: str,
     scopes: tuple[str, ...],
     expires_at: datetime | None,
     allowed_ips: tuple[str, ...],
     actor: str,
     as_json: bool,
+    **names: str | None,
 ) -> None:
     """Create a token and print its secret, this once."""
     _created(
-        lambda names: _service().create(
-            **names,
+        lambda resource: _service().create(
+            resource=resource,
             name=name,
             scopes=scopes,
             created_by=actor,
             expires_at=expires_at,
             allowed_ips=list(allowed_ips) if allowed_ips else None,
         ),
-        {"workspace": workspace, "project": project, "repository": repository},
+        names,
         "Created",
         as_json,
     )
@@ -137,37 +171,30 @@ def create(
 @click.option("--name", required=True, help="Where it is planted, so the alarm says where.")
 @_actor
 @_json
-def create_canary(
-    workspace: str,
-    project: str | None,
-    repository: str | None,
-    name: str,
-    actor: str,
-    as_json: bool,
-) -> None:
+def create_canary(name: str, actor: str, as_json: bool, **names: str | None) -> None:
     """Create a canary token (it grants nothing; using it raises an alarm)
     and print its secret, this once."""
     _created(
-        lambda names: _service().create_canary(**names, name=name, created_by=actor),
-        {"workspace": workspace, "project": project, "repository": repository},
+        lambda resource: _service().create_canary(resource=resource, name=name, created_by=actor),
+        names,
         "Created canary",
         as_json,
     )
 
 
 def _created(
-    make: Callable[[dict[str, Any]], NewToken], names: dict[str, Any], verb: str, as_json: bool
+    make: Callable[[Resource], NewToken], names: dict[str, Any], verb: str, as_json: bool
 ) -> None:
     """Make a token through the service and print it, or exit with why not."""
-    _check_resource(names["project"], names["repository"])
+    resource = _resource(names)
     try:
-        new = make(names)
+        new = make(resource)
     except (UnknownResource, PlanRestriction) as e:
         raise click.ClickException(e.message) from None
     except TokenValidationError as e:
         raise click.ClickException(f"{e.field}: {e.message}") from None
     if as_json:
-        _echo_json(new_token_json(new.secret, new.token))
+        _echo_json(new_token_json(new.secret, new.token, _bitbucket()))
     else:
         _echo_secret(new.secret, new.token, verb)
 
@@ -175,34 +202,24 @@ def _created(
 @access_tokens.command("list")
 @_resource_options
 @click.option(
+    "--all",
     "--all-in-workspace",
+    "subtree",
     is_flag=True,
-    help="Every token in the workspace, of any project or repository in it.",
+    help="Also the tokens of everything inside the resource.",
 )
 @click.option("--state", type=click.Choice(STATES), help="Only tokens in this state.")
 @_json
-def list_command(
-    workspace: str,
-    project: str | None,
-    repository: str | None,
-    all_in_workspace: bool,
-    state: str | None,
-    as_json: bool,
-) -> None:
-    """List tokens, newest first: of one resource, or of a whole workspace."""
-    _check_resource(project, repository)
-    if all_in_workspace and (project or repository):
-        raise click.UsageError("--all-in-workspace lists the whole workspace: drop the others.")
+def list_command(subtree: bool, state: str | None, as_json: bool, **names: str | None) -> None:
+    """List tokens, newest first: of one resource, or (--all) of it and
+    everything inside it."""
+    resource = _resource(names)
     try:
-        found = (
-            _service()
-            .search(workspace, project, repository, exact=not all_in_workspace, state=state)
-            .items
-        )
+        found = _service().search(resource, exact=not subtree, state=state).items
     except TokenValidationError as e:
         raise click.ClickException(f"{e.field}: {e.message}") from None
     if as_json:
-        _echo_json([token_json(token) for token in found])
+        _echo_json([token_json(token, _bitbucket()) for token in found])
         return
     if not found:
         click.echo("No access tokens.")
@@ -248,7 +265,7 @@ def _date(value: datetime | None) -> str:
 @_json
 def show(token_id: str, as_json: bool) -> None:
     """Show one token (never its secret)."""
-    data = token_json(_get(token_id))
+    data = token_json(_get(token_id), _bitbucket())
     if as_json:
         _echo_json(data)
         return
@@ -267,10 +284,24 @@ def show(token_id: str, as_json: bool) -> None:
 
 
 @access_tokens.command()
-@click.argument("token_id")
+@click.argument("token_id", required=False)
 @_actor
-def revoke(token_id: str, actor: str) -> None:
-    """Revoke a token, for every worker, from the next request on."""
+@_resource_options
+def revoke(token_id: str | None, actor: str, **names: str | None) -> None:
+    """Revoke a token (TOKEN_ID), or every token of a resource and of
+    everything inside it (the level options), for every worker, from the
+    next request on."""
+    given = {k: v for k, v in names.items() if v is not None}
+    if token_id is not None and given:
+        raise click.UsageError("Give a TOKEN_ID or a resource, not both.")
+    if token_id is None:
+        if not given:
+            raise click.UsageError("Give a TOKEN_ID, or a resource to revoke all of its tokens.")
+        resource = _resource(given)
+        count = _service().revoke_resource(resource, revoked_by=actor)
+        where = words.describe(_service().model, resource)
+        click.echo(f"Revoked {count} access token{'' if count == 1 else 's'} of {where}.")
+        return
     token = _get(token_id)
     if token.revoked_at is not None:
         click.echo(f"Access token {token.id} was already revoked.")
@@ -302,7 +333,7 @@ def rotate(token_id: str, grace: int | None, actor: str, as_json: bool) -> None:
     if new is None:
         raise click.ClickException(f"No access token with id {token_id!r}.")
     if as_json:
-        _echo_json(new_token_json(new.secret, new.token))
+        _echo_json(new_token_json(new.secret, new.token, _bitbucket()))
     else:
         _echo_secret(new.secret, new.token, "Rotated")
 

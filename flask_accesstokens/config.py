@@ -21,6 +21,7 @@ from limits import storage as limits_storage
 from .errors import ConfigurationError
 from .resources import DEFAULT_VIEW_ARGS
 from .tokenformat import check_prefix
+from .words import MESSAGES
 
 #: Bitbucket's ceiling for the rotation grace window.
 MAX_ROTATION_GRACE = timedelta(minutes=30)
@@ -82,6 +83,17 @@ def _view_args(key: str, value: Any) -> dict[str, str]:
     if not all(isinstance(name, str) for name in names.values()) or not names["workspace"]:
         raise ConfigurationError(key, "must name the workspace argument, and only with strings")
     return names
+
+
+def _messages(key: str, value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(key, "must map message keys to texts")
+    unknown = sorted(str(k) for k in value if k not in MESSAGES)
+    if unknown:
+        raise ConfigurationError(key, f"has unknown keys {unknown}: see flask_accesstokens.words")
+    if not all(isinstance(v, str) and v for v in value.values()):
+        raise ConfigurationError(key, "must map each key to a non-empty string")
+    return dict(value)
 
 
 def _digest_keys(key: str, value: Any) -> tuple[str | bytes, ...] | None:
@@ -181,6 +193,7 @@ KEYS: dict[str, tuple[Any, Check]] = {
     "RECENT_CLIENTS_MAX_AGE": (timedelta(days=90), lambda k, v: duration(k, v, positive=True)),
     "SECRET_SCANNING_KEYS": ({"github": GITHUB_KEYS_URL}, _keys_urls),
     "PUBLIC_REVOCATION_LIMIT": ("10/minute", _public_revocation_limit),
+    "MESSAGES": ({}, _messages),
 }
 
 
@@ -222,6 +235,7 @@ class Settings:
     recent_clients_max_age: timedelta
     secret_scanning_keys: dict[str, str]
     public_revocation_limit: str
+    messages: dict[str, str]
 
 
 def load(config: dict[str, Any]) -> Settings:

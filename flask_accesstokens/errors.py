@@ -111,18 +111,24 @@ class InsufficientScope(AccessTokenError, Forbidden):
     description = "Your credentials lack one or more required privilege scopes."
 
     def body(self) -> dict[str, Any]:
-        detail = {"required": list(self.required), "granted": list(self.granted)}
+        detail = {
+            "reason": "insufficient_scope",
+            "required": list(self.required),
+            "granted": list(self.granted),
+        }
         return error_body(self.description or "", detail=detail)
 
 
 class WrongResource(InsufficientScope):
     """Bound elsewhere. Same answer whether the resource exists or not, and
-    worded so nobody goes looking for a missing scope."""
+    worded in the model's words ("This access token is not for this
+    project.") so nobody goes looking for a missing scope. The challenge
+    header is the scope refusal's, as RFC 6750 has no other code for it."""
 
-    description = (
-        "This access token is not for this resource: it is bound to another"
-        " repository, project or workspace."
-    )
+    description = "This access token is not for this resource."
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.description or "", detail={"reason": "wrong_resource"})
 
 
 class AddressNotAllowed(AccessTokenError, Forbidden):

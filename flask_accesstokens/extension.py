@@ -4,9 +4,11 @@ the management surfaces; the Python API delegates to the service."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from collections.abc import Iterable
+from collections.abc import Mapping
 from datetime import datetime
 from datetime import timedelta
 from typing import Any
@@ -20,6 +22,9 @@ from . import config
 from .models import AccessToken
 from .models import Base
 from .pipeline import Pipeline
+from .requirements import protected_routes
+from .resources import Resource
+from .resources import ResourceModel
 from .scopes import default_catalog
 from .scopes import ScopeCatalog
 from .service import Page
@@ -34,6 +39,8 @@ from .state import SERVICE_KEY
 from .state import STATE_KEY
 from .store import RequestStore
 from .tokens import NewToken
+from .web import CONVERTER
+from .web import NameConverter
 
 C = TypeVar("C", bound=Callable[..., Any])
 
@@ -58,9 +65,10 @@ class _DropCookies:
         self.first: Callable[[], None] | None = first
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if self.first is not None:
-            first, self.first = self.first, None
-            first()
+        first = self.first
+        if first is not None:
+            first()  # raises until the app is fit to serve
+            self.first = None
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             authenticated = ENVIRON_KEY in environ
@@ -98,28 +106,47 @@ class AccessTokens:
         db: SQLAlchemy | None = None,
         *,
         scopes: ScopeCatalog | None = None,
+        resources: ResourceModel | None = None,
     ) -> None:
         #: The scope catalog of the apps this extension serves. Register an
         #: app's own scopes on it before the app serves requests.
         self.scopes = scopes if scopes is not None else default_catalog()
+        #: The app's declared resource levels; None: Bitbucket's, with
+        #: ``ACCESSTOKENS_VIEW_ARGS``.
+        self.resources = resources
         self._db = db
         self._callbacks = Callbacks()
         if app is not None:
             self.init_app(app, db=db)
 
-    def init_app(self, app: Flask, db: SQLAlchemy | None = None) -> None:
+    def init_app(
+        self, app: Flask, db: SQLAlchemy | None = None, *, resources: ResourceModel | None = None
+    ) -> None:
         """Check the configuration, add the tables to ``db.metadata``, and
         register the management API, admin pages and CLI as configured."""
         db = db if db is not None else self._db
         if db is None:
             raise RuntimeError("AccessTokens needs the Flask-SQLAlchemy db: init_app(app, db=db)")
+        if resources is not None:
+            self.resources = resources
+        declared = self.resources
+        if declared is not None and not isinstance(declared, ResourceModel):
+            raise TypeError("resources: must be a ResourceModel")
+        if declared is not None and "ACCESSTOKENS_VIEW_ARGS" in app.config:
+            raise ValueError(
+                "ACCESSTOKENS_VIEW_ARGS: not with a declared ResourceModel; each Level's"
+                " arg= names its route argument"
+            )
         settings = config.load(app.config)
+        model = declared or ResourceModel.bitbucket(settings.view_args)
+        self.scopes.check_levels(model.names)
 
         for table in Base.metadata.sorted_tables:
             if table.name not in db.metadata.tables:
                 table.to_metadata(db.metadata)
 
-        state = AppState(app, db, settings, self.scopes, self._callbacks)
+        state = AppState(app, db, settings, self.scopes, self._callbacks, model)
+        app.url_map.converters.setdefault(CONVERTER, NameConverter)
         app.extensions[EXTENSION_KEY] = self
         app.extensions[STATE_KEY] = state
         app.extensions[PIPELINE_KEY] = Pipeline(state, RequestStore(state))
@@ -127,13 +154,19 @@ class AccessTokens:
         app.wsgi_app = _DropCookies(  # type: ignore[method-assign]
             app.wsgi_app, lambda: self._check_callbacks(state)
         )
-        self._register_surfaces(app, settings)
+        self._register_surfaces(app, settings, model)
 
     @staticmethod
     def _check_callbacks(state: AppState) -> None:
-        """Callbacks are registered after ``init_app``, so they are checked
-        when the app starts serving: a management API that answers 403 to
-        everyone deserves a word in the log."""
+        """Callbacks and views are registered after ``init_app``, so they are
+        checked when the app starts serving: every protected view's scopes
+        against the app's catalog (a misspelt one fails, naming the view and
+        the near miss), and a management API that answers 403 to everyone
+        deserves a word in the log."""
+        with state.app.app_context():
+            for route in protected_routes(state.app):
+                where = f"view {route.endpoint!r} ({route.rule})"
+                state.catalog.check_known(route.requirement.scopes, where)
         mounted = state.settings.api_url_prefix is not None
         if mounted and state.callbacks.manager_loader is None:
             log.warning(
@@ -144,7 +177,7 @@ class AccessTokens:
             )
 
     @staticmethod
-    def _register_surfaces(app: Flask, settings: config.Settings) -> None:
+    def _register_surfaces(app: Flask, settings: config.Settings, model: ResourceModel) -> None:
         # Imported here: each surface is optional, and the admin pages need
         # the ``admin`` extra only when they are turned on.
         if settings.api_url_prefix is not None:
@@ -156,9 +189,9 @@ class AccessTokens:
 
             app.register_blueprint(admin, url_prefix=settings.admin_url_prefix)
         if settings.cli:
-            from .cli import access_tokens
+            from .cli import for_model
 
-            app.cli.add_command(access_tokens)
+            app.cli.add_command(for_model(model))
 
     @staticmethod
     def service(app: Flask | None = None) -> TokenService:
@@ -175,11 +208,35 @@ class AccessTokens:
 
     # -- callbacks ------------------------------------------------------------
 
+    def parent_loader(self, callback: C) -> C:
+        """Register ``callback(resource) -> parent name | None``: the resource
+        one level up that holds ``resource``, for levels declared with
+        ``loaded_parent`` (asked on every request that needs it, so moving a
+        resource takes effect at once). Without it, tokens above such a level
+        reach none of its resources (fail closed).
+
+        .. versionadded:: 0.2
+        """
+        self._callbacks.parent_loader = callback
+        return callback
+
     def project_loader(self, callback: C) -> C:
-        """Register ``callback(workspace, repository) -> project key | None``.
-        Project tokens reach a repository only through it; without it they
-        reach none (fail closed)."""
-        self._callbacks.project_loader = callback
+        """Register ``callback(workspace, repository) -> project key | None``
+        (Bitbucket's model): the :meth:`parent_loader` of repositories, with
+        the repository's names as arguments. Project tokens reach a
+        repository only through it; without it they reach none."""
+
+        def parent(resource: Resource) -> Any:
+            return callback(*resource.values.values())
+
+        if inspect.iscoroutinefunction(callback):
+
+            async def parent_async(resource: Resource) -> Any:
+                return await callback(*resource.values.values())
+
+            self._callbacks.parent_loader = parent_async
+        else:
+            self._callbacks.parent_loader = parent
         return callback
 
     def manager_loader(self, callback: C) -> C:
@@ -212,24 +269,29 @@ class AccessTokens:
         self,
         *,
         name: str,
-        workspace: str,
         scopes: Iterable[str],
-        project: str | None = None,
-        repository: str | None = None,
+        resource: Mapping[str, object] | None = None,
+        workspace: object = None,
+        project: object = None,
+        repository: object = None,
         created_by: str | None = None,
         expires_at: datetime | None = None,
         allowed_ips: Iterable[str] | None = None,
     ) -> NewToken:
-        """Create a token; its secret is in the result and nowhere else.
-        See :meth:`TokenService.create`.
+        """Create a token bound to ``resource`` (level → name, from the top
+        down to the bound level; Bitbucket's model also takes ``workspace``,
+        ``project`` and ``repository``). Its secret is in the result and
+        nowhere else. See :meth:`TokenService.create`.
 
         .. versionchanged:: 0.2
-            ``allowed_ips``: the networks the token may be used from.
+            ``allowed_ips``: the networks the token may be used from;
+            ``resource``.
         """
         return self.service().create(
             name=name,
-            workspace=workspace,
             scopes=scopes,
+            resource=resource,
+            workspace=workspace,
             project=project,
             repository=repository,
             created_by=created_by,
@@ -241,9 +303,10 @@ class AccessTokens:
         self,
         *,
         name: str,
-        workspace: str,
-        project: str | None = None,
-        repository: str | None = None,
+        resource: Mapping[str, object] | None = None,
+        workspace: object = None,
+        project: object = None,
+        repository: object = None,
         created_by: str | None = None,
     ) -> NewToken:
         """Create a canary token: it grants nothing, and using it raises
@@ -254,6 +317,7 @@ class AccessTokens:
         """
         return self.service().create_canary(
             name=name,
+            resource=resource,
             workspace=workspace,
             project=project,
             repository=repository,
@@ -265,14 +329,31 @@ class AccessTokens:
         return self.service().get(token_id)
 
     def list_tokens(
-        self, workspace: str, project: str | None = None, repository: str | None = None
+        self,
+        workspace: object = None,
+        project: object = None,
+        repository: object = None,
+        *,
+        resource: Mapping[str, object] | None = None,
     ) -> list[AccessToken]:
         """Tokens bound to exactly this resource, newest first."""
-        return list(self.service().search(workspace, project, repository).items)
+        service = self.service()
+        found = service.resolve(resource, workspace, project, repository)
+        return list(service.search(found).items)
 
-    def search_tokens(self, workspace: str, **filters: Any) -> Page:
-        """Filtered, paginated search. See :meth:`TokenService.search`."""
-        return self.service().search(workspace, **filters)
+    def search_tokens(
+        self,
+        workspace: object = None,
+        *,
+        resource: Mapping[str, object] | None = None,
+        **filters: Any,
+    ) -> Page:
+        """Filtered, paginated search of a resource's tokens (``exact``, the
+        default) or of its subtree. See :meth:`TokenService.search`."""
+        service = self.service()
+        legacy = {k: filters.pop(k) for k in ("project", "repository") if k in filters}
+        found = service.resolve(resource, workspace, **legacy)
+        return service.search(found, **filters)
 
     def revoke_token(self, token_id: str, revoked_by: str | None = None) -> AccessToken | None:
         """Revoke now, for every worker; idempotent. None if there is no such token."""
@@ -280,13 +361,18 @@ class AccessTokens:
 
     def revoke_resource_tokens(
         self,
-        workspace: str,
-        project: str | None = None,
-        repository: str | None = None,
+        workspace: object = None,
+        project: object = None,
+        repository: object = None,
         revoked_by: str | None = None,
+        *,
+        resource: Mapping[str, object] | None = None,
     ) -> int:
-        """The resource was deleted: revoke the tokens bound to it. Returns how many."""
-        return self.service().revoke_resource(workspace, project, repository, revoked_by)
+        """The resource was deleted: revoke the tokens bound to it and to
+        everything inside it. Returns how many."""
+        service = self.service()
+        found = service.resolve(resource, workspace, project, repository)
+        return service.revoke_resource(found, revoked_by)
 
     def rotate_token(
         self, token_id: str, rotated_by: str | None = None, grace: timedelta | None = None

@@ -32,7 +32,17 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
+from .resources import Resource
+
 NAME_MAX_LENGTH = 255
+#: Longest level name (a token's ``type``).
+LEVEL_MAX_LENGTH = 32
+#: Longest resource key: a few levels of 255-character names.
+RESOURCE_KEY_MAX_LENGTH = 2048
+#: Byte order on PostgreSQL too, so a subtree is one index range (``C``).
+ResourceKey = String(RESOURCE_KEY_MAX_LENGTH).with_variant(
+    String(RESOURCE_KEY_MAX_LENGTH, collation="C"), "postgresql"
+)
 #: Reported URLs longer than this are cut: they are shown, never followed.
 LEAK_URL_MAX_LENGTH = 2048
 
@@ -91,22 +101,16 @@ class AccessToken(Base):
     """A token record: what it is bound to and may do. Never the secret."""
 
     __tablename__ = "accesstokens_token"
-    __table_args__ = (
-        Index(
-            "ix_accesstokens_token_resource",
-            "workspace",
-            "project",
-            "repository",
-            "created_at",
-        ),
-    )
+    __table_args__ = (Index("ix_accesstokens_token_resource", "resource", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH))
-    type: Mapped[str] = mapped_column(String(16))
-    workspace: Mapped[str] = mapped_column(String(255))
-    project: Mapped[str | None] = mapped_column(String(255))
-    repository: Mapped[str | None] = mapped_column(String(255))
+    #: The bound level's name.
+    type: Mapped[str] = mapped_column(String(LEVEL_MAX_LENGTH))
+    #: What it is bound to: ``level=name`` pairs from the top, joined by
+    #: ``/`` (see :class:`~flask_accesstokens.resources.Resource`), so one
+    #: index serves a resource's tokens and a subtree's (a key prefix).
+    resource_key: Mapped[str] = mapped_column("resource", ResourceKey)
     scopes: Mapped[Sequence[str]] = mapped_column(ScopeList)
     #: The token's last few characters, so people can tell tokens apart.
     hint: Mapped[str] = mapped_column(String(8))
@@ -141,6 +145,23 @@ class AccessToken(Base):
     #: every worker through a conditional UPDATE.
     new_clients_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     new_clients_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    @property
+    def resource(self) -> dict[str, str]:
+        """Level → name, from the top, as ``create_token`` was given them."""
+        return Resource.from_key(self.type, self.resource_key).values
+
+    @property
+    def workspace(self) -> str | None:
+        return self.resource.get("workspace")
+
+    @property
+    def project(self) -> str | None:
+        return self.resource.get("project")
+
+    @property
+    def repository(self) -> str | None:
+        return self.resource.get("repository")
 
     @property
     def allowed_networks(self) -> list[str] | None:
@@ -215,11 +236,26 @@ class TokenEvent(Base):
     token_id: Mapped[str | None] = mapped_column(String(32))
     actor: Mapped[str | None] = mapped_column(String(255))
     client: Mapped[str | None] = mapped_column(String(64))
-    workspace: Mapped[str | None] = mapped_column(String(255))
-    project: Mapped[str | None] = mapped_column(String(255))
-    repository: Mapped[str | None] = mapped_column(String(255))
+    #: The token's resource key, as on the token.
+    resource_key: Mapped[str | None] = mapped_column("resource", ResourceKey)
     count: Mapped[int] = mapped_column(Integer, default=1)
     detail: Mapped[str | None] = mapped_column(Text)
+
+    @property
+    def resource(self) -> dict[str, str]:
+        return {} if not self.resource_key else Resource.from_key("", self.resource_key).values
+
+    @property
+    def workspace(self) -> str | None:
+        return self.resource.get("workspace")
+
+    @property
+    def project(self) -> str | None:
+        return self.resource.get("project")
+
+    @property
+    def repository(self) -> str | None:
+        return self.resource.get("repository")
 
 
 class TokenNotice(Base):

@@ -15,7 +15,6 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from typing import cast
@@ -30,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response
 
 from . import signals
+from . import words
 from .addresses import allows
 from .addresses import client_address
 from .credentials import token_from_header
@@ -45,9 +45,7 @@ from .errors import WrongResource
 from .models import utcnow
 from .ratelimit import Throttle
 from .requirements import Requirement
-from .resources import from_view_args
-from .resources import reaches
-from .resources import within
+from .resources import Resource
 from .state import AppState
 from .state import ENVIRON_KEY
 from .state import HEADERS_KEY
@@ -70,12 +68,6 @@ class CanaryAlarm(Protocol):
     def trip_canary(self, token_id: str, client: str | None, uses: int = 1) -> object: ...
 
 
-#: ``X-Credential-Type`` per token type, as Bitbucket Cloud names them.
-CREDENTIAL_TYPES = {
-    "repository": "repo_access_token",
-    "project": "project_access_token",
-    "workspace": "workspace_access_token",
-}
 #: Tokens whose budget of immediate new-client writes this process saw
 #: spent, at most this many remembered.
 MAX_REMEMBERED_BUDGETS = 10_000
@@ -117,7 +109,9 @@ class Pipeline:
         self.app = state.app
         self.realm = settings.realm
         self.prefix = settings.token_prefix
-        self.view_args = settings.view_args
+        self.model = state.model
+        #: ``X-Credential-Type`` per token type, as the model names them.
+        self.credential_types = {lv.name: lv.credential_type for lv in state.model.levels}
         self.resolution = settings.last_used_resolution
         self.throttle = (
             Throttle(settings.ratelimit, settings.ratelimit_storage_uri, "accesstokens")
@@ -165,16 +159,18 @@ class Pipeline:
                 environ[HEADERS_KEY] = [
                     ("X-OAuth-Scopes", ", ".join(token.scopes)),
                     ("X-Accepted-OAuth-Scopes", ", ".join(scopes)),
-                    ("X-Credential-Type", CREDENTIAL_TYPES[token.type]),
+                    ("X-Credential-Type", self.credential_types[token.type]),
                 ]
             # 4b. scope, then binding
             granted = token.granted
             if granted.isdisjoint(scopes) if requirement.any_of else not granted.issuperset(scopes):
                 self._failed("insufficient_scope", token.id, client)
                 raise InsufficientScope(required=scopes, granted=token.scopes)
-            if requirement.bind and not self._binds(token, req.view_args, requirement):
-                self._failed("wrong_resource", token.id, client)
-                raise WrongResource(required=scopes, granted=token.scopes)
+            if requirement.bind:
+                named = self._binds(token, req.view_args, requirement)
+                if named is not None:
+                    self._failed("wrong_resource", token.id, client)
+                    raise WrongResource(self._not_for(named), required=scopes)
         except AccessTokenError as e:
             e.realm = self.realm
             raise
@@ -184,17 +180,45 @@ class Pipeline:
 
     def _binds(
         self, token: AuthenticatedToken, view_args: dict[str, Any] | None, requirement: Requirement
-    ) -> bool:
-        """Whether the token is bound to what the route's arguments name. A
-        listing route that names no container at all (``/user``) holds every
-        token; its view shows each token only its own."""
-        names = self.view_args
-        container = requirement.container
-        if container and not any(name in (view_args or ()) for name in names.values()):
-            return True
-        route = from_view_args(view_args, names)
-        loader = self._project_loader() if token.type == "project" or container else None
-        return (within if container else reaches)(token, route, loader)
+    ) -> dict[str, str] | None:
+        """None when the token is bound to what the route names; otherwise
+        what the route names (level → name), for the refusal's words. A
+        ``resource=`` resolver names an object the URL does not nest; its
+        None is refused like another resource."""
+        model = self.model
+        if requirement.resource is not None:
+            found = self.state.call(requirement.resource, **(view_args or {}))
+            try:
+                named = {} if found is None else model.resource(found).values
+            except (TypeError, ValueError):
+                named = {}
+            if not named:
+                return named
+        else:
+            named = model.from_route(view_args)
+        check = model.within if requirement.container else model.reaches
+        return None if check(token.resource, named, self._parent_loader) else named
+
+    def _not_for(self, named: dict[str, str]) -> str:
+        """The refusal in the model's words: "not for this project"."""
+        model = self.model
+        overrides = self.state.settings.messages
+        if not named:
+            return words.message("not_for_resource", overrides)
+        deepest = max(named, key=model.depth)
+        return words.message("not_for", overrides, label=model.level(deepest).label.lower())
+
+    def _parent_loader(self, child: Resource) -> str | None:
+        """The app's parent loader, asked on every request that needs it, so
+        moving a resource takes effect at once."""
+        loader = self.state.callbacks.parent_loader
+        if loader is None:
+            return None
+        try:
+            found = self.state.call(loader, child)
+        except SQLAlchemyError:
+            raise StorageUnavailable() from None
+        return None if found is None else str(found)
 
     def _credentials(self, environ: dict[str, Any], client: str | None) -> str | None:
         """The token the request presents, or None. An unreadable header
@@ -223,7 +247,7 @@ class Pipeline:
         if self.scope_headers:
             environ[HEADERS_KEY] = [
                 ("X-OAuth-Scopes", ", ".join(token.scopes)),
-                ("X-Credential-Type", CREDENTIAL_TYPES[token.type]),
+                ("X-Credential-Type", self.credential_types[token.type]),
             ]
         self._accept(token, client, environ, now)
         return token
@@ -284,9 +308,7 @@ class Pipeline:
             row.id,
             row.name,
             row.type,
-            row.workspace,
-            row.project,
-            row.repository,
+            Resource.from_key(row.type, row.resource),
             row.scopes,
             self.state.catalog.closure(row.scopes),
             row.created_by,
@@ -420,17 +442,3 @@ class Pipeline:
         )
         if revoked or (active and not self.state.settings.revoke_on_reuse):
             signals.token_reused.send(self.app, token_id=token_id, client=client, revoked=revoked)
-
-    def _project_loader(self) -> Callable[[str, str], str | None] | None:
-        loader = self.state.callbacks.project_loader
-        if loader is None:
-            return None
-        call = self.state.call
-
-        def load(workspace: str, repository: str) -> str | None:
-            try:
-                return cast("str | None", call(loader, workspace, repository))
-            except SQLAlchemyError:
-                raise StorageUnavailable() from None
-
-        return load

@@ -15,19 +15,20 @@ from dataclasses import field
 
 from .errors import UnknownScopeError
 
+#: The Bitbucket model's levels, which the default catalog names.
 TOKEN_TYPES: tuple[str, ...] = ("repository", "project", "workspace")
 
-_ALL = frozenset(TOKEN_TYPES)
 _NOT_REPOSITORY = frozenset({"project", "workspace"})
 _WORKSPACE_ONLY = frozenset({"workspace"})
 
 
 @dataclass(frozen=True)
 class Scope:
-    """One scope: its name, the token types that may hold it, what it implies."""
+    """One scope: its name, the token types (levels) that may hold it (None:
+    every level), what it implies."""
 
     name: str
-    token_types: frozenset[str]
+    token_types: frozenset[str] | None
     implies: tuple[str, ...] = ()
     label: str = ""
 
@@ -50,16 +51,22 @@ class ScopeCatalog:
         name: str,
         *,
         implies: Iterable[str] = (),
-        token_types: Iterable[str] = TOKEN_TYPES,
+        token_types: Iterable[str] | None = None,
         label: str = "",
     ) -> Scope:
         """Add a scope. Every implied scope must already be registered, which
-        also rules out cycles."""
-        if not name or any(c.isspace() for c in name):
+        also rules out cycles. ``token_types`` names the levels whose tokens
+        may hold it (default: every level); ``init_app`` checks them against
+        the app's resource model."""
+        if not isinstance(name, str) or not name or any(c.isspace() for c in name):
             raise ValueError(f"scope name {name!r} must be non-empty and contain no spaces")
-        types = frozenset(token_types)
-        if not types or not types <= _ALL:
-            raise ValueError(f"scope {name!r}: token_types must be a subset of {TOKEN_TYPES}")
+        types = None
+        if token_types is not None:
+            if isinstance(token_types, str):
+                raise ValueError(f"scope {name!r}: token_types must be a list of level names")
+            types = frozenset(token_types)
+            if not types:
+                raise ValueError(f"scope {name!r}: token_types must name at least one level")
         implied = tuple(implies)
         for other in implied:
             if other not in self.scopes:
@@ -98,19 +105,41 @@ class ScopeCatalog:
         given = frozenset(granted)
         return self.closure(given) - given
 
-    def check_known(self, names: Iterable[str]) -> None:
-        """Raise :class:`UnknownScopeError` for a name this catalog lacks: a
-        view protected by it could never be reached."""
+    def check_known(self, names: Iterable[str], where: str = "") -> None:
+        """Raise :class:`UnknownScopeError` for a name this catalog lacks, with
+        the near miss: a view protected by it could never be reached."""
         for name in names:
             if name not in self.scopes:
+                close = difflib.get_close_matches(name, list(self.scopes), n=1, cutoff=0.6)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                place = f" on {where}" if where else ""
                 raise UnknownScopeError(
-                    f"unknown scope {name!r}: register it on the app's ScopeCatalog"
-                    " (AccessTokens(scopes=...)) before serving the view"
+                    f"unknown scope {name!r}{place}{hint} Register it on the app's"
+                    " ScopeCatalog (AccessTokens(scopes=...)) before serving the view."
+                )
+
+    def near_miss(self, name: str) -> str | None:
+        """The registered scope ``name`` was probably meant to be."""
+        close = difflib.get_close_matches(name, list(self.scopes), n=1, cutoff=0.6)
+        return close[0] if close else None
+
+    def check_levels(self, levels: Iterable[str]) -> None:
+        """Every level a scope names must be one of the app's resource model."""
+        known = set(levels)
+        for scope in self.scopes.values():
+            unknown = sorted((scope.token_types or frozenset()) - known)
+            if unknown:
+                raise ValueError(
+                    f"scope {scope.name!r} names token types {unknown} that the resource model"
+                    f" lacks (levels: {', '.join(levels)}): give AccessTokens(scopes=...) a"
+                    " catalog of the app's own scopes"
                 )
 
     def allowed_for(self, token_type: str) -> list[Scope]:
         """The scopes a token of this type may hold, in catalog order."""
-        return [s for s in self.scopes.values() if token_type in s.token_types]
+        return [
+            s for s in self.scopes.values() if s.token_types is None or token_type in s.token_types
+        ]
 
     def validate(self, token_type: str, scopes: Iterable[str]) -> tuple[str, ...]:
         """Check scopes for a new token; return them de-duplicated, in catalog
@@ -121,28 +150,24 @@ class ScopeCatalog:
         for name in wanted:
             if not isinstance(name, str) or name not in self.scopes:
                 raise UnknownScopeError(f"scopes: unknown scope {name!r}")
-            if token_type not in self.scopes[name].token_types:
+            types = self.scopes[name].token_types
+            if types is not None and token_type not in types:
                 raise ValueError(f"scopes: a {token_type} token cannot hold {name!r}")
         chosen = set(wanted)
         return tuple(name for name in self.scopes if name in chosen)
 
 
 def check_names(names: Iterable[str]) -> tuple[str, ...]:
-    """Decoration-time check, before any app exists, against Bitbucket's
-    immutable catalog: a name in one of its families (``repository:…``,
-    ``pipeline:…``) must be one of its scopes, so a typo fails at import.
-    Other names may be an app's own scopes: the app's catalog checks them
-    when it first serves the view (:meth:`ScopeCatalog.check_known`)."""
+    """Decoration-time check, before any app exists: the names are scope
+    names at all. Whether the app knows them is its catalog's to say, when
+    the app serves its first request (:meth:`ScopeCatalog.check_known`), so
+    an app with its own catalog may name anything, ``projects:read`` too."""
     result = tuple(names)
     if not result:
         raise ValueError("at least one scope is required")
     for name in result:
         if not isinstance(name, str) or not name or any(c.isspace() for c in name):
             raise UnknownScopeError(f"{name!r} is not a scope name")
-        if name not in DEFAULT_SCOPES and _looks_like_bitbucket(name):
-            close = difflib.get_close_matches(name.lower(), DEFAULT_SCOPES, n=1, cutoff=0.5)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise UnknownScopeError(f"unknown scope {name!r}: not one of Bitbucket's{hint}")
     return result
 
 
@@ -175,14 +200,3 @@ def default_catalog() -> ScopeCatalog:
 
 #: The names in Bitbucket's catalog: immutable, the same for every app.
 DEFAULT_SCOPES: frozenset[str] = frozenset(scope.name for scope in default_catalog())
-_DEFAULT_FAMILIES = frozenset(name.partition(":")[0] for name in DEFAULT_SCOPES)
-
-
-def _looks_like_bitbucket(name: str) -> bool:
-    """Whether a name is in, or a near miss of, one of Bitbucket's scope
-    families (``Repository``, ``repositories:write``): those are typos, as
-    Bitbucket's families are closed. An app names its own scopes otherwise."""
-    family = name.partition(":")[0].lower()
-    return family in _DEFAULT_FAMILIES or bool(
-        difflib.get_close_matches(family, _DEFAULT_FAMILIES, n=1, cutoff=0.8)
-    )

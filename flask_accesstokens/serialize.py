@@ -43,20 +43,28 @@ def parse_datetime(value: Any) -> datetime:
         raise ValueError("is out of range") from None
 
 
-def token_json(token: AccessToken) -> dict[str, Any]:
-    """The public view of a token record.
+def token_json(token: AccessToken, bitbucket: bool = True) -> dict[str, Any]:
+    """The public view of a token record. ``resource`` names what it is
+    bound to; the Bitbucket model's objects keep ``workspace``, ``project``
+    and ``repository`` too (``bitbucket``), other models' mention none.
 
     .. versionadded:: 0.1
     .. versionchanged:: 0.2
-        ``canary``, ``leak_provider`` and ``leak_url``.
+        ``canary``, ``leak_provider``, ``leak_url`` and ``resource``.
     """
+    names: dict[str, Any] = {"resource": token.resource}
+    if bitbucket:
+        names = {
+            "workspace": token.workspace,
+            "project": token.project,
+            "repository": token.repository,
+            **names,
+        }
     return {
         "id": token.id,
         "name": token.name,
         "type": token.type,
-        "workspace": token.workspace,
-        "project": token.project,
-        "repository": token.repository,
+        **names,
         "scopes": list(token.scopes),
         "state": token.state,
         "hint": token.hint,
@@ -76,6 +84,6 @@ def token_json(token: AccessToken) -> dict[str, Any]:
     }
 
 
-def new_token_json(secret: str, token: AccessToken) -> dict[str, Any]:
+def new_token_json(secret: str, token: AccessToken, bitbucket: bool = True) -> dict[str, Any]:
     """The answer to a create or rotate: the record plus the secret, once."""
-    return {**token_json(token), "token": secret}
+    return {**token_json(token, bitbucket), "token": secret}

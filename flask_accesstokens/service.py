@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +27,7 @@ from flask import Flask
 
 from . import signals
 from . import tokenformat
+from . import words
 from .addresses import parse_allow_list
 from .config import MAX_ROTATION_GRACE
 from .errors import PlanRestriction
@@ -41,7 +43,6 @@ from .models import TokenEvent
 from .models import TokenSecret
 from .models import utcnow
 from .resources import Resource
-from .scopes import TOKEN_TYPES
 from .servicebase import resource_of
 from .state import SERVICE_KEY
 from .tokens import NewToken
@@ -49,8 +50,6 @@ from .tokens import NewToken
 log = logging.getLogger("flask_accesstokens")
 
 STATES = ("active", "revoked", "expired")
-#: Longest resource name, as the columns hold it.
-RESOURCE_NAME_MAX_LENGTH = 255
 
 
 @dataclass(frozen=True)
@@ -82,10 +81,11 @@ class TokenService(LeakResponse, Housekeeping):
         self,
         *,
         name: str,
-        workspace: str,
         scopes: Iterable[str],
-        project: str | None = None,
-        repository: str | None = None,
+        resource: Mapping[str, object] | Resource | None = None,
+        workspace: object = None,
+        project: object = None,
+        repository: object = None,
         created_by: str | None = None,
         expires_at: datetime | None = None,
         allowed_ips: Iterable[str] | None = None,
@@ -99,11 +99,15 @@ class TokenService(LeakResponse, Housekeeping):
         or IPv6, strict CIDR, or bare addresses); None means anywhere. Like
         the scopes it is fixed at creation and kept on rotation.
 
+        ``resource`` names the bound resource, level → name from the top;
+        the Bitbucket model also takes ``workspace``, ``project`` and
+        ``repository``.
+
         .. versionchanged:: 0.2
-            ``allowed_ips``.
+            ``allowed_ips``, ``resource``.
         """
         name = check_name(name)
-        resource = check_resource(workspace, project, repository)
+        resource = self.resolve(resource, workspace, project, repository)
         if isinstance(scopes, str):
             raise TokenValidationError("scopes", "must be a list of scope names, not a string")
         try:
@@ -133,22 +137,44 @@ class TokenService(LeakResponse, Housekeeping):
     def create_on(self, resource: Resource, *, canary: bool = False, **fields: Any) -> NewToken:
         """:meth:`create` (or :meth:`create_canary`) for a resource a surface
         has already parsed from its URL."""
-        names: dict[str, Any] = {
-            "workspace": resource.workspace,
-            "project": resource.project if resource.type == "project" else None,
-            "repository": resource.repository if resource.type == "repository" else None,
-        }
         if canary:
-            return self.create_canary(**names, **fields)
-        return self.create(**names, **fields)
+            return self.create_canary(resource=resource, **fields)
+        return self.create(resource=resource, **fields)
+
+    def resolve(
+        self,
+        resource: Mapping[str, object] | Resource | None,
+        workspace: object = None,
+        project: object = None,
+        repository: object = None,
+    ) -> Resource:
+        """The resource a caller names, checked against the app's model: a
+        mapping, or Bitbucket's keywords. Raises :class:`TokenValidationError`."""
+        legacy = {
+            k: v
+            for k, v in (("workspace", workspace), ("project", project), ("repository", repository))
+            if v is not None
+        }
+        if resource is not None and legacy:
+            raise TokenValidationError(
+                "resource", f"give resource= or {', '.join(legacy)}, not both"
+            )
+        if isinstance(resource, Resource):
+            resource = resource.values
+        if resource is None:
+            if not legacy:
+                raise TokenValidationError(self.model.levels[0].name, "required")
+            resource = legacy
+        return self.model.resource(resource)
 
     def create_canary(
         self,
         *,
         name: str,
-        workspace: str,
-        project: str | None = None,
-        repository: str | None = None,
+        resource: Mapping[str, object] | Resource | None = None,
+        workspace: object = None,
+        project: object = None,
+        repository: object = None,
         created_by: str | None = None,
     ) -> NewToken:
         """A decoy token: a real-looking secret that grants nothing and
@@ -160,7 +186,7 @@ class TokenService(LeakResponse, Housekeeping):
         .. versionadded:: 0.2
         """
         name = check_name(name)
-        resource = check_resource(workspace, project, repository)
+        resource = self.resolve(resource, workspace, project, repository)
         self.check_plan(resource)
         self.check_exists(resource)
         return self._insert(
@@ -191,39 +217,56 @@ class TokenService(LeakResponse, Housekeeping):
 
     # -- plan gating and existence ---------------------------------------------------
 
-    def allowed_token_types(self, workspace: str) -> tuple[str, ...]:
-        """The token types the workspace's plan includes."""
+    def allowed_token_types(self, top: str) -> tuple[str, ...]:
+        """The token types (levels) the plan of ``top``, a resource of the
+        top level, includes."""
+        levels = self.model.names
         loader = self.state.callbacks.allowed_types_loader
         if loader is None:
-            return TOKEN_TYPES
-        allowed = set(self.state.call(loader, workspace))
-        return tuple(t for t in TOKEN_TYPES if t in allowed)
+            return levels
+        allowed = set(self.state.call(loader, top))
+        return tuple(t for t in levels if t in allowed)
+
+    def types_for(self, resource: Resource) -> tuple[str, ...]:
+        """The token types the plan of ``resource``'s top level includes."""
+        return self.allowed_token_types(resource.values[self.model.levels[0].name])
 
     def plan_refusal(self, resource: Resource) -> str | None:
-        """Why ``resource`` cannot get new tokens on its workspace's plan, or
+        """Why ``resource`` cannot get new tokens on its top level's plan, or
         None when it can: the one plan-gating decision, for every surface."""
-        allowed = self.allowed_token_types(resource.workspace)
+        top_level = self.model.levels[0]
+        top = resource.values[top_level.name]
+        allowed = self.allowed_token_types(top)
         if resource.type in allowed:
             return None
-        message = (
-            f"{resource.type.capitalize()} access tokens are not available on the plan of"
-            f" workspace {resource.workspace}."
+        overrides = self.settings.messages
+        message = words.message(
+            "plan",
+            overrides,
+            Label=self.model.level(resource.type).label,
+            top=top_level.label.lower(),
+            name=top,
         )
         if allowed:
-            message += f" It can use {' and '.join(allowed)} access tokens."
+            message += words.message("plan_allows", overrides, types=" and ".join(allowed))
         return message
 
     def check_plan(self, resource: Resource) -> None:
         refusal = self.plan_refusal(resource)
         if refusal is not None:
-            raise PlanRestriction(refusal, self.allowed_token_types(resource.workspace))
+            top = resource.values[self.model.levels[0].name]
+            raise PlanRestriction(refusal, self.allowed_token_types(top))
 
     def check_exists(self, resource: Resource) -> None:
         """Refuse tokens for resources the app says do not exist: such a token
         would work nowhere. Without a ``resource_exists`` callback, anything goes."""
         exists = self.state.callbacks.resource_exists
         if exists is not None and not self.state.call(exists, resource):
-            raise UnknownResource(resource.type, f"There is no {resource.type} {resource}.")
+            label = self.model.level(resource.type).label.lower()
+            text = words.message(
+                "no_such_resource", self.settings.messages, label=label, name=resource
+            )
+            raise UnknownResource(resource.type, text)
 
     # -- read ------------------------------------------------------------------------
 
@@ -237,9 +280,7 @@ class TokenService(LeakResponse, Housekeeping):
 
     def search(
         self,
-        workspace: str,
-        project: str | None = None,
-        repository: str | None = None,
+        resource: Resource,
         *,
         exact: bool = True,
         token_type: str | None = None,
@@ -250,18 +291,19 @@ class TokenService(LeakResponse, Housekeeping):
         page: int = 1,
         pagelen: int | None = None,
     ) -> Page:
-        """Tokens of one resource (``exact``), or of everything in a workspace,
-        newest first, filtered and paginated."""
+        """Tokens of one resource (``exact``), or of it and everything inside
+        it by its name (a subtree: one index range), newest first, filtered
+        and paginated."""
         t = AccessToken
-        query = sa.select(t).where(t.workspace == workspace)
+        query = sa.select(t).where(
+            in_subtree(resource) if not exact else t.resource_key == resource.key
+        )
         if exact:
-            query = query.where(
-                t.project.is_(None) if project is None else t.project == project,
-                t.repository.is_(None) if repository is None else t.repository == repository,
-            )
+            query = query.where(t.type == resource.type)
         if token_type is not None:
-            if token_type not in TOKEN_TYPES:
-                raise TokenValidationError("type", f"must be one of {', '.join(TOKEN_TYPES)}")
+            levels = self.model.names
+            if token_type not in levels:
+                raise TokenValidationError("type", f"must be one of {', '.join(levels)}")
             query = query.where(t.type == token_type)
         now = utcnow()
         if state == "active":
@@ -308,22 +350,13 @@ class TokenService(LeakResponse, Housekeeping):
         signals.token_revoked.send(self.app, token=token, actor=revoked_by)
         return token
 
-    def revoke_resource(
-        self,
-        workspace: str,
-        project: str | None = None,
-        repository: str | None = None,
-        revoked_by: str | None = None,
-    ) -> int:
-        """A resource is gone: so are the tokens bound to it. Deleting a
-        workspace takes every token in it. Returns how many were revoked."""
-        resource = check_resource(workspace, project, repository)
+    def revoke_resource(self, resource: Resource, revoked_by: str | None = None) -> int:
+        """A resource is gone: so are the tokens bound to it and to everything
+        its name holds (deleting a workspace takes every token in it; a level
+        whose parent is loaded is not named inside it). Returns how many
+        were revoked."""
         t = AccessToken
-        query = sa.select(t).where(t.workspace == workspace, t.revoked_at.is_(None))
-        if resource.type == "repository":
-            query = query.where(t.type == "repository", t.repository == repository)
-        elif resource.type == "project":
-            query = query.where(t.type == "project", t.project == project)
+        query = sa.select(t).where(in_subtree(resource), t.revoked_at.is_(None))
         revoked = list(self.session.scalars(query))
         for token in revoked:
             self._revoke(token, revoked_by, "resource deleted")
@@ -392,9 +425,7 @@ class TokenService(LeakResponse, Housekeeping):
         token = AccessToken(
             id=tokenformat.new_id(),
             type=resource.type,
-            workspace=resource.workspace,
-            project=resource.project,
-            repository=resource.repository,
+            resource_key=resource.key,
             created_at=now,
             generation=0,
             new_clients_count=0,
@@ -430,34 +461,15 @@ def check_name(name: object) -> str:
     return name
 
 
-def check_resource(workspace: object, project: object, repository: object) -> Resource:
-    """The resource these names denote. A name is taken whole: no control
-    characters, no whitespace (a trailing newline must not slip through), no
-    ``/``; "" must not quietly widen a repository token to the workspace."""
-    for field, value in (
-        ("workspace", workspace),
-        ("project", project),
-        ("repository", repository),
-    ):
-        if value is None:
-            continue
-        if not isinstance(value, str) or len(value) > RESOURCE_NAME_MAX_LENGTH:
-            raise TokenValidationError(
-                field, f"must be a string of at most {RESOURCE_NAME_MAX_LENGTH} characters"
-            )
-        if not value:
-            raise TokenValidationError(field, "must not be empty")
-        if not value.isprintable() or any(c.isspace() or c == "/" for c in value):
-            raise TokenValidationError(
-                field, "must not contain whitespace, '/' or control characters"
-            )
-    if workspace is None:
-        raise TokenValidationError("workspace", "required")
-    try:
-        return Resource.of(workspace, project, repository)  # type: ignore[arg-type]
-    except ValueError as e:
-        field, _, message = str(e).partition(": ")
-        raise TokenValidationError(field, message) from None
+def in_subtree(resource: Resource) -> sa.ColumnElement[bool]:
+    """Tokens bound to ``resource`` or to anything its key holds: the key
+    itself, or the keys just after ``key/`` and before ``key0`` (``0``
+    follows ``/`` in byte order, which the column's collation keeps)."""
+    key = AccessToken.resource_key
+    return sa.or_(
+        key == resource.key,
+        sa.and_(key > resource.key + "/", key < resource.key + "0"),
+    )
 
 
 def _days(delta: timedelta) -> str:

@@ -16,7 +16,7 @@ from .state import AppState
 
 
 def resource_of(token: AccessToken) -> Resource:
-    return Resource(token.type, token.workspace, token.project, token.repository)
+    return Resource.from_key(token.type, token.resource_key)
 
 
 class ServiceBase:
@@ -27,6 +27,7 @@ class ServiceBase:
         self.app = state.app
         self.settings = state.settings
         self.catalog = state.catalog
+        self.model = state.model
 
     @property
     def session(self) -> Session:
@@ -54,9 +55,7 @@ class ServiceBase:
                 actor=actor,
                 client=client,
                 count=count,
-                workspace=token.workspace,
-                project=token.project,
-                repository=token.repository,
+                resource_key=token.resource_key,
                 detail=detail,
             )
         )

@@ -20,6 +20,7 @@ from flask_sqlalchemy import SQLAlchemy
 
 from .config import Settings
 from .resources import Resource
+from .resources import ResourceModel
 from .scopes import ScopeCatalog
 from .tokenformat import Digester
 
@@ -36,7 +37,7 @@ ENVIRON_KEY = "flask_accesstokens.token"
 #: and friends) the response will carry, error responses included.
 HEADERS_KEY = "flask_accesstokens.headers"
 
-ProjectLoader = Callable[[str, str], "str | None | Awaitable[str | None]"]
+ParentLoader = Callable[[Resource], "str | None | Awaitable[str | None]"]
 ManagerLoader = Callable[[Resource], "str | None | Awaitable[str | None]"]
 TypesLoader = Callable[[str], "Iterable[str] | Awaitable[Iterable[str]]"]
 ExistsLoader = Callable[[Resource], "bool | Awaitable[bool]"]
@@ -47,7 +48,9 @@ class Callbacks:
     """What the host app tells the extension. One object per extension,
     shared by the apps it serves, filled by its decorator methods."""
 
-    project_loader: ProjectLoader | None = None
+    #: Finds the parent of a resource whose level has ``loaded_parent``
+    #: (``project_loader`` registers one for Bitbucket's repositories).
+    parent_loader: ParentLoader | None = None
     manager_loader: ManagerLoader | None = None
     allowed_types_loader: TypesLoader | None = None
     resource_exists: ExistsLoader | None = None
@@ -63,8 +66,10 @@ class AppState:
         settings: Settings,
         catalog: ScopeCatalog,
         callbacks: Callbacks,
+        model: ResourceModel,
     ) -> None:
         self.app = app
+        self.model = model
         self.db = db
         self.settings = settings
         self.catalog = catalog

@@ -79,9 +79,8 @@ class TokenRow(NamedTuple):
     id: str
     name: str
     type: str
-    workspace: str
-    project: str | None
-    repository: str | None
+    #: The bound resource's key (``Resource.from_key``).
+    resource: str
     scopes: tuple[str, ...]
     created_by: str | None
     revoked_at: datetime | None
@@ -100,16 +99,14 @@ class TokenRow(NamedTuple):
 
 
 def _decode(row: Sequence[Any]) -> TokenRow:
-    (id_, name, type_, workspace, project, repository, scopes, created_by,
+    (id_, name, type_, resource, scopes, created_by,
      revoked_at, expires_at, last_used_at, valid_until, digest,
      allowed_ips, recent_ips, canary) = row  # fmt: skip
     return TokenRow(
         id_,
         name,
         type_,
-        workspace,
-        project,
-        repository,
+        resource,
         tuple(scopes.split()),
         created_by,
         None if revoked_at is None else as_utc(revoked_at),
@@ -132,9 +129,7 @@ def lookup_statement(count: int) -> sa.Select[Any]:
             t.c.id,
             t.c.name,
             t.c.type,
-            t.c.workspace,
-            t.c.project,
-            t.c.repository,
+            t.c.resource,
             sa.type_coerce(t.c.scopes, sa.Text),
             t.c.created_by,
             t.c.revoked_at,

@@ -3,13 +3,13 @@ token that authenticated a request."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
 from .models import AccessToken
-from .resources import reaches
 from .resources import Resource
 from .state import app_state
 
@@ -35,10 +35,10 @@ class AuthenticatedToken(NamedTuple):
 
     id: str
     name: str
+    #: The bound level's name.
     type: str
-    workspace: str
-    project: str | None
-    repository: str | None
+    #: What it is bound to.
+    resource: Resource
     #: As granted at creation.
     scopes: Sequence[str]
     #: ``scopes`` plus everything they imply.
@@ -54,8 +54,16 @@ class AuthenticatedToken(NamedTuple):
     recent_ips: tuple[str, ...] = ()
 
     @property
-    def resource(self) -> Resource:
-        return Resource(self.type, self.workspace, self.project, self.repository)
+    def workspace(self) -> str | None:
+        return self.resource.workspace
+
+    @property
+    def project(self) -> str | None:
+        return self.resource.project
+
+    @property
+    def repository(self) -> str | None:
+        return self.resource.repository
 
     @property
     def actor(self) -> str:
@@ -66,20 +74,30 @@ class AuthenticatedToken(NamedTuple):
         return scope in self.granted
 
     def reaches(
-        self, workspace: str, project: str | None = None, repository: str | None = None
+        self,
+        resource: Mapping[str, object] | str | None = None,
+        project: str | None = None,
+        repository: str | None = None,
+        *,
+        workspace: str | None = None,
     ) -> bool:
-        """Whether this token may act on that resource, by the binding rules
-        of protected routes: how a listing view (``container=True``) filters
-        what it shows. A repository is placed in its project by the app's
-        ``project_loader``, as on every protected route."""
+        """Whether this token's binding covers that resource, by the rules of
+        protected routes: how a listing view (``container=True``) filters
+        what it shows. ``resource`` is a mapping (level → name, as routes
+        name it: ``{"organization": 7, "project": 42}``); Bitbucket's
+        ``reaches(workspace, project, repository)`` works too. A resource
+        whose parent is loaded is placed by the app's loader, as on every
+        protected route."""
         state = app_state()
-        loader = state.callbacks.project_loader
-        route = Resource(
-            "repository" if repository else "project" if project else "workspace",
-            workspace,
-            project,
-            repository,
-        )
-        if loader is None:
-            return reaches(self, route, None)
-        return reaches(self, route, lambda ws, repo: state.call(loader, ws, repo))
+        if not isinstance(resource, Mapping):
+            if workspace is None:
+                workspace = resource
+            resource = {"workspace": workspace, "project": project, "repository": repository}
+        named = {k: str(v) for k, v in resource.items() if v is not None and v != ""}
+        loader = state.callbacks.parent_loader
+
+        def parent(child: Resource) -> str | None:
+            found = state.call(loader, child) if loader is not None else None
+            return None if found is None else str(found)
+
+        return state.model.reaches(self.resource, named, parent if loader else None)

@@ -8,28 +8,45 @@ Werkzeug HTTP exceptions; each surface renders them its own way.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from flask import abort
 from flask import request
+from werkzeug.routing import BaseConverter
+from werkzeug.routing import ValidationError
 
+from . import words
 from .credentials import carries_token
 from .credentials import query_is_utf8
+from .resources import is_name
 from .resources import Resource
+from .resources import ResourceModel
 from .state import app_state
 
-#: Workspace, project and repository names in management URLs, as Bitbucket
-#: allows them. The OpenAPI document states the same pattern.
-SLUG = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}", re.ASCII)
 
-#: The three kinds of resource, as the surfaces' URL rules name them.
-RESOURCE_RULES = (
-    ("repository", "/repositories/<workspace>/<repo_slug>"),
-    ("project", "/workspaces/<workspace>/projects/<project_key>"),
-    ("workspace", "/workspaces/<workspace>"),
-)
+class NameConverter(BaseConverter):
+    """Resource names in management URLs: exactly what the service accepts
+    (:func:`~flask_accesstokens.resources.check_name`), percent-decoded, so
+    whatever ``create_token`` takes can be managed on every surface."""
+
+    regex = "[^/]{1,255}"
+    part_isolating = True
+
+    def to_python(self, value: str) -> str:
+        if not is_name(value):
+            raise ValidationError()
+        return value
+
+
+#: The converter's name in the app's URL map.
+CONVERTER = "accesstokens_name"
+
+
+def resource_rules(model: ResourceModel) -> list[tuple[str, str]]:
+    """(level, URL rule) of every level of the model, the deepest first so a
+    fixed segment never shadows a longer path."""
+    return [(level.name, model.path(level.name)) for level in reversed(model.levels)]
 
 
 def refuse_tokens_and_bad_queries(message: str) -> None:
@@ -43,34 +60,35 @@ def refuse_tokens_and_bad_queries(message: str) -> None:
 
 
 def resource_from_view_args(view_args: Mapping[str, Any] | None) -> Resource:
-    """The resource a management URL names. Names that are not whole slugs
-    get a 404 before the app is asked about them: no resource has them."""
-    args = view_args or {}
-    names = (args.get("workspace"), args.get("project_key"), args.get("repo_slug"))
-    for name in names:
-        if name is not None and (not isinstance(name, str) or not SLUG.fullmatch(name)):
-            abort(404, "No such resource.")
-    workspace, project, repository = names
-    return Resource.of(workspace or "", project, repository)
+    """The resource a management URL names (its variables are level names).
+    Names the converter let through are valid; anything else is a 404
+    before the app is asked about it: no resource has it."""
+    model = app_state().model
+    names = {k: v for k, v in (view_args or {}).items() if k in model.names}
+    try:
+        return model.resource(names)
+    except ValueError:
+        abort(404, "No such resource.")
 
 
 def resource_args(resource: Resource) -> dict[str, str]:
     """The URL arguments naming ``resource``, the inverse of the above."""
-    args = {"workspace": resource.workspace}
-    if resource.project is not None and resource.type == "project":
-        args["project_key"] = resource.project
-    if resource.repository is not None:
-        args["repo_slug"] = resource.repository
-    return args
+    return dict(resource.values)
+
+
+def describe(resource: Resource) -> str:
+    """``project API in workspace acme``: a resource in the model's words."""
+    return words.describe(app_state().model, resource)
 
 
 def require_manager(resource: Resource) -> str:
     """The signed-in user allowed to manage tokens on ``resource``, or 403."""
     state = app_state()
     loader = state.callbacks.manager_loader
+    refusal = words.message("no_permission", state.settings.messages, resource=describe(resource))
     if loader is None:  # logged once at start-up (see AccessTokens)
-        abort(403, f"You do not have permission to manage the access tokens of {resource}.")
+        abort(403, refusal)
     user = state.call(loader, resource)
     if not isinstance(user, str) or not user:
-        abort(403, f"You do not have permission to manage the access tokens of {resource}.")
+        abort(403, refusal)
     return user
