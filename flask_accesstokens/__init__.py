@@ -19,7 +19,9 @@ from .errors import WrongResource as WrongResource
 from .extension import AccessTokens as AccessTokens
 from .models import AccessToken as AccessToken
 from .models import TokenEvent as TokenEvent
+from .resources import Level as Level
 from .resources import Resource as Resource
+from .resources import ResourceModel as ResourceModel
 from .scopes import default_catalog as default_catalog
 from .scopes import ScopeCatalog as ScopeCatalog
 from .service import Page as Page

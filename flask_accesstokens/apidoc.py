@@ -94,6 +94,10 @@ def document(model: ResourceModel, catalog: ScopeCatalog, server: str) -> dict[s
             "enum": [scope.name for scope in catalog.allowed_for(level.name)],
             "description": f"A scope a {level.label.lower()} token may hold.",
         }
+    self_get = doc["paths"]["/access-tokens/self"]["get"]["responses"]["200"]
+    self_get["headers"]["X-Credential-Type"]["schema"]["enum"] = [
+        level.credential_type for level in model.levels
+    ]
     doc["paths"] = {**paths, **doc["paths"]}
     doc["servers"] = [{"url": server}]
     return doc

@@ -187,7 +187,10 @@ class Pipeline:
         None is refused like another resource."""
         model = self.model
         if requirement.resource is not None:
-            found = self.state.call(requirement.resource, **(view_args or {}))
+            try:
+                found = self.app.ensure_sync(requirement.resource)(**(view_args or {}))
+            except SQLAlchemyError:
+                raise StorageUnavailable() from None
             try:
                 named = {} if found is None else model.resource(found).values
             except (TypeError, ValueError):

@@ -30,7 +30,10 @@ class NameConverter(BaseConverter):
     (:func:`~flask_accesstokens.resources.check_name`), percent-decoded, so
     whatever ``create_token`` takes can be managed on every surface."""
 
-    regex = "[^/]{1,255}"
+    # The pattern already leaves out what is plainly refused (so the router
+    # answers 404, not 405 from a rule of another method); to_python has
+    # the last word.
+    regex = r"(?!\.{1,2}$)[^/\s\x00-\x1f\x7f-\x9f]{1,255}"
     part_isolating = True
 
     def to_python(self, value: str) -> str:
