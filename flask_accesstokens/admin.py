@@ -26,7 +26,6 @@ from typing import Any
 from typing import TypeVar
 
 from flask import abort
-from flask import Blueprint
 from flask import current_app
 from flask import make_response
 from flask import redirect
@@ -52,6 +51,7 @@ from .service import TokenService
 from .servicebase import resource_of
 from .state import app_state
 from .web import describe
+from .web import LazyBlueprint
 from .web import refuse_tokens_and_bad_queries
 from .web import require_manager
 from .web import resource_args
@@ -70,7 +70,7 @@ except ModuleNotFoundError as e:  # re-raised as a plain ImportError, which init
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-blueprint = Blueprint(
+blueprint = LazyBlueprint(
     "accesstokens_admin",
     __name__,
     template_folder="templates",

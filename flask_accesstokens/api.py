@@ -22,7 +22,6 @@ from datetime import timedelta
 from typing import Any
 from typing import NoReturn
 
-from flask import Blueprint
 from flask import current_app
 from flask import jsonify
 from flask import request
@@ -56,13 +55,14 @@ from .serialize import token_json
 from .service import STATES
 from .service import TokenService
 from .state import app_state
+from .web import LazyBlueprint
 from .web import refuse_tokens_and_bad_queries
 from .web import require_manager
 from .web import resource_args
 from .web import resource_from_view_args
 from .web import resource_rules
 
-blueprint = Blueprint("accesstokens_api", __name__)
+blueprint = LazyBlueprint("accesstokens_api", __name__)
 
 DEFAULT_PAGELEN = 10
 MAX_PAGELEN = 100

@@ -8,12 +8,18 @@ Werkzeug HTTP exceptions; each surface renders them its own way.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 from flask import abort
+from flask import Blueprint
 from flask import request
+from flask.blueprints import BlueprintSetupState
+from flask.sansio.app import App
 from werkzeug.routing import BaseConverter
+from werkzeug.routing import Rule
 from werkzeug.routing import ValidationError
 
 from . import words
@@ -44,6 +50,65 @@ class NameConverter(BaseConverter):
 
 #: The converter's name in the app's URL map.
 CONVERTER = "accesstokens_name"
+
+
+class _LazyBuilders(Rule):
+    """Compiles a rule's URL builders on first use, not when it is added.
+    Werkzeug compiles two builder functions per rule, most of the cost of
+    adding one; an app built per test or per tenant pays only for the URLs
+    it builds."""
+
+    def _compile_builder(self, append_unknown: bool = True) -> Callable[..., tuple[str, str]]:
+        compile_real = super()._compile_builder
+        attribute = "_build_unknown" if append_unknown else "_build"
+
+        def build(rule: Rule, *args: Any, **kwargs: Any) -> tuple[str, str]:
+            real = compile_real(append_unknown).__get__(rule, None)
+            setattr(rule, attribute, real)
+            return real(*args, **kwargs)  # type: ignore[no-any-return]
+
+        return build
+
+
+@cache
+def _lazy(base: type[Rule]) -> type[Rule]:
+    """The app's own rule class, with lazily compiled builders."""
+    if issubclass(base, _LazyBuilders):
+        return base
+    return type(f"Lazy{base.__name__}", (_LazyBuilders, base), {})
+
+
+class _LazySetupState(BlueprintSetupState):
+    def add_url_rule(
+        self,
+        rule: str,
+        endpoint: str | None = None,
+        view_func: Callable[..., Any] | None = None,
+        **options: Any,
+    ) -> None:
+        """Flask's own registration, with the app's rule class made lazy for
+        these rules only (at setup, before the app serves)."""
+        app = self.app
+        own = "url_rule_class" in vars(app)
+        previous = app.url_rule_class
+        app.url_rule_class = _lazy(previous)
+        try:
+            super().add_url_rule(rule, endpoint, view_func, **options)
+        finally:
+            if own:
+                app.url_rule_class = previous
+            else:
+                del app.url_rule_class
+
+
+class LazyBlueprint(Blueprint):
+    """A blueprint whose rules compile their URL builders on first use: the
+    management API and admin pages cost an app factory little."""
+
+    def make_setup_state(
+        self, app: App, options: dict[str, Any], first_registration: bool = False
+    ) -> BlueprintSetupState:
+        return _LazySetupState(self, app, options, first_registration)
 
 
 def resource_rules(model: ResourceModel) -> list[tuple[str, str]]:
