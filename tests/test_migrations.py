@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from sqlalchemy.orm import mapped_column
 
 from flask_accesstokens import AccessTokens
 from flask_accesstokens import require_scope
+from flask_accesstokens import tokenformat
 from flask_accesstokens.migrations import BRANCH_LABEL
 from flask_accesstokens.migrations import include_migrations
 from flask_accesstokens.migrations import VERSIONS
@@ -208,3 +210,90 @@ def test_include_keeps_the_apps_locations(tmp_path: Path) -> None:
     include_migrations(config)
     include_migrations(config)  # idempotent
     assert config.get_version_locations_list() == ["/a", "/b", str(VERSIONS)]
+
+
+#: The last revision of the second round: its schema held workspace, project
+#: and repository columns.
+SECOND_ROUND_HEAD = "d8f2b3c4e561"
+
+
+def test_upgrade_from_the_second_round_keeps_live_tokens(host: Migrating) -> None:
+    """Tokens made on the second round's schema keep working after the
+    resource-model migration, bound to the same resources, and a downgrade
+    gives the three columns back."""
+    flask_migrate.upgrade(directory=host.directory, revision=f"{BRANCH_LABEL}@{SECOND_ROUND_HEAD}")
+    state = host.app.extensions["accesstokens.state"]
+    rows = {
+        "repository": ("acme", None, "api"),
+        "project": ("acme", "API", None),
+        "workspace": ("acme", None, None),
+    }
+    secrets: dict[str, str] = {}
+    with host.db.engine.begin() as conn:
+        for kind, (workspace, project, repository) in rows.items():
+            secret = tokenformat.generate(state.settings.token_prefix)
+            token_id = tokenformat.new_id()
+            secrets[kind] = secret
+            conn.execute(
+                sa.text(
+                    "INSERT INTO accesstokens_token (id, name, type, workspace, project,"
+                    " repository, scopes, hint, created_at, generation, canary,"
+                    " new_clients_count) VALUES (:id, :name, :type, :w, :p, :r, :scopes,"
+                    " 'hint', :now, 0, :false, 0)"
+                ),
+                {
+                    "id": token_id, "name": kind, "type": kind, "w": workspace, "p": project,
+                    "r": repository, "scopes": "repository", "now": datetime(2026, 1, 1),
+                    "false": False,
+                },
+            )  # fmt: skip
+            conn.execute(
+                sa.text(
+                    "INSERT INTO accesstokens_secret (digest, token_id, created_at)"
+                    " VALUES (:d, :id, :now)"
+                ),
+                {"d": state.digester.digest(secret), "id": token_id, "now": datetime(2026, 1, 1)},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO accesstokens_event (at, action, token_id, workspace, project,"
+                    " repository, count) VALUES (:now, 'created', :id, :w, :p, :r, 1)"
+                ),
+                {"now": datetime(2026, 1, 1), "id": token_id, "w": workspace, "p": project,
+                 "r": repository},
+            )  # fmt: skip
+    flask_migrate.upgrade(directory=host.directory, revision=f"{BRANCH_LABEL}@head")
+    assert host.diffs(Base.metadata) == []
+    client = host.app.test_client()
+    assert (
+        client.get("/repositories/acme/api", headers=bearer(secrets["repository"])).status_code
+        == 200
+    )
+    assert (
+        client.get("/repositories/acme/api", headers=bearer(secrets["workspace"])).status_code
+        == 200
+    )
+    assert (
+        client.get("/repositories/acme/web", headers=bearer(secrets["repository"])).status_code
+        == 403
+    )
+    listed = host.tokens.list_tokens("acme", repository="api")
+    assert [t.resource for t in listed] == [{"workspace": "acme", "repository": "api"}]
+    assert [t.resource for t in host.tokens.list_tokens("acme", project="API")] == [
+        {"workspace": "acme", "project": "API"}
+    ]
+    subtree = host.tokens.search_tokens("acme", exact=False)
+    assert {t.type for t in subtree.items} == {"repository", "project", "workspace"}
+    events = [e for e in host.tokens.audit_events() if e.action == "created"]
+    assert {(e.workspace, e.project, e.repository) for e in events} == set(rows.values())
+    host.db.session.remove()
+    host.dispose()
+
+    flask_migrate.downgrade(
+        directory=host.directory, revision=f"{BRANCH_LABEL}@{SECOND_ROUND_HEAD}"
+    )
+    with host.db.engine.connect() as conn:
+        back = conn.execute(
+            sa.text("SELECT type, workspace, project, repository FROM accesstokens_token")
+        ).all()
+    assert {row[0]: tuple(row[1:]) for row in back} == rows
