@@ -138,7 +138,11 @@ def test_a_403_body_says_what_was_required_and_granted() -> None:
         "type": "error",
         "error": {
             "message": InsufficientScope.description,
-            "detail": {"required": ["repository:write"], "granted": ["repository"]},
+            "detail": {
+                "reason": "insufficient_scope",
+                "required": ["repository:write"],
+                "granted": ["repository"],
+            },
         },
     }
 
@@ -185,7 +189,10 @@ def test_wrong_resource_answers_alike_whether_the_resource_exists_or_not(
     assert existing.status_code == missing.status_code == 403
     assert existing.get_data() == missing.get_data()
     assert sorted(existing.headers.items()) == sorted(missing.headers.items())
-    assert existing.get_json()["error"]["message"] == WrongResource.description
+    assert existing.get_json()["error"] == {
+        "message": "This access token is not for this repository.",
+        "detail": {"reason": "wrong_resource"},
+    }
 
 
 def test_an_app_error_handler_sees_the_exception(app: Flask) -> None:
