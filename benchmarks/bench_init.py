@@ -21,7 +21,6 @@ from flask_sqlalchemy import SQLAlchemy
 
 import flask_accesstokens as fat
 
-
 #: As in an app-factory project: the extensions are made once, at import,
 #: and ``init_app`` is called for each app.
 db = SQLAlchemy()
@@ -77,7 +76,8 @@ def main() -> None:
     for name, values in times.items():
         median = statistics.median(values)
         rules = len(list(factories[name]().url_map.iter_rules()))
-        print(f"{name:>14}: {median * 1000:7.2f} ms a call  x{median / base:5.1f} bare  {rules} rules")
+        ratio = median / base
+        print(f"{name:>14}: {median * 1000:7.2f} ms a call  x{ratio:5.1f} bare  {rules} rules")
 
 
 if __name__ == "__main__":

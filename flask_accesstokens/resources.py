@@ -343,14 +343,17 @@ class ResourceModel:
         self, bound: Resource, named: Mapping[str, str], loader: ParentLoader | None
     ) -> bool:
         """Whether a token bound to ``bound`` sits in the container a listing
-        route names, or is bound to it: the view then filters with
-        :meth:`reaches` per item. A route naming nothing holds every token."""
+        route names, or reaches it (bound to it or to what holds it): the
+        view then filters with :meth:`reaches` per item. A route naming
+        nothing holds every token."""
         if not named:
             return True
         depth = self._index.get(bound.type)
         deepest = max(self._index[n] for n in named)
-        if depth is None or depth < deepest:
+        if depth is None:
             return False
+        if depth <= deepest:  # bound to the container, or to what holds it
+            return self.reaches(bound, named, loader)
         for level in self.levels[: deepest + 1]:
             mine = bound.values.get(level.name)
             if mine is None:

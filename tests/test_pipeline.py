@@ -24,7 +24,6 @@ from flask_accesstokens import InvalidToken
 from flask_accesstokens import token_authenticated
 from flask_accesstokens import token_rejected
 from flask_accesstokens import token_reused
-from flask_accesstokens import WrongResource
 from flask_accesstokens.models import utcnow
 
 REPO = "/repositories/acme/api"
@@ -146,6 +145,7 @@ def test_scope_comes_before_binding(app: Flask, tokens: AccessTokens, signals: R
     response = app.test_client().post(PUSH, headers=bearer(elsewhere.secret))
     assert status_and_message(response) == (403, InsufficientScope.description)
     assert response.get_json()["error"]["detail"] == {
+        "reason": "insufficient_scope",
         "required": ["repository:write"],
         "granted": ["repository"],
     }
@@ -157,7 +157,11 @@ def test_binding_is_checked_once_the_scope_is_there(
 ) -> None:
     elsewhere = make(tokens, repository="web", scopes=["repository:write"])
     response = app.test_client().post(PUSH, headers=bearer(elsewhere.secret))
-    assert status_and_message(response) == (403, WrongResource.description)
+    assert status_and_message(response) == (
+        403,
+        "This access token is not for this repository.",
+    )
+    assert response.get_json()["error"]["detail"] == {"reason": "wrong_resource"}
     assert signals.rejected == [("wrong_resource", elsewhere.token.id)]
 
 

@@ -54,7 +54,11 @@ def assert_403(response: Any, scope: str, required: list[str], granted: list[str
     assert body["type"] == "error"
     assert set(body["error"]) == {"message", "detail"}
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    assert body["error"]["detail"] == {"required": required, "granted": granted}
+    assert body["error"]["detail"] == {
+        "reason": "insufficient_scope",
+        "required": required,
+        "granted": granted,
+    }
 
 
 @pytest.fixture
@@ -258,8 +262,18 @@ def test_require_any_scope(
 
 
 def test_token_bound_to_another_resource_is_403(client: Any, secret: str) -> None:
+    """(third round) Said in the model's words, with no scope lists: the
+    token holds the scope; it is bound elsewhere. The challenge is unchanged."""
     response = client.get("/repositories/acme/lib", headers=bearer(secret))
-    assert_403(response, "repository", ["repository"], ["repository:write"])
+    assert response.status_code == 403
+    assert response.headers["WWW-Authenticate"] == insufficient("repository")
+    assert response.get_json() == {
+        "type": "error",
+        "error": {
+            "message": "This access token is not for this repository.",
+            "detail": {"reason": "wrong_resource"},
+        },
+    }
 
 
 # -- OPTIONS, optional auth, overrides ------------------------------------------
