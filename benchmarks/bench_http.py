@@ -77,9 +77,10 @@ def bulk_load_server_side(db: Any, count: int) -> None:
     with db.engine.begin() as conn:
         conn.execute(
             text(
-                "INSERT INTO accesstokens_token (id, name, type, workspace, repository, scopes,"
-                " hint, created_at) SELECT md5(n::text), 'bulk', 'repository', 'ws' || n % 1000,"
-                " 'repo' || n, 'repository', 'abcd', now() FROM generate_series(1, :count) n"
+                "INSERT INTO accesstokens_token (id, name, type, resource, scopes,"
+                " hint, created_at) SELECT md5(n::text), 'bulk', 'repository',"
+                " 'workspace=ws' || n % 1000 || '/repository=repo' || n, 'repository', 'abcd',"
+                " now() FROM generate_series(1, :count) n"
             ),
             {"count": count},
         )

@@ -68,10 +68,13 @@ def bulk_load(path: str, count: int) -> None:
     for start in range(0, count, batch):
         ids = [secrets.token_hex(16) for _ in range(min(batch, count - start))]
         conn.executemany(
-            "INSERT INTO accesstokens_token (id, name, type, workspace, project, repository,"
-            " scopes, hint, created_at) VALUES (?, 'bulk', 'repository', ?, NULL, ?,"
+            "INSERT INTO accesstokens_token (id, name, type, resource,"
+            " scopes, hint, created_at) VALUES (?, 'bulk', 'repository', ?,"
             " 'repository', 'abcd', ?)",
-            [(i, f"ws{n % 1000}", f"repo{n}", now) for n, i in enumerate(ids, start)],
+            [
+                (i, f"workspace=ws{n % 1000}/repository=repo{n}", now)
+                for n, i in enumerate(ids, start)
+            ],
         )
         conn.executemany(
             "INSERT INTO accesstokens_secret (digest, token_id, created_at) VALUES (?, ?, ?)",
