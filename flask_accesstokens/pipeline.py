@@ -52,9 +52,9 @@ from .state import HEADERS_KEY
 from .state import PIPELINE_KEY
 from .state import SERVICE_KEY
 from .store import MAX_CACHED_ROWS as MAX_BUILT
-from .store import NEW_CLIENTS_WINDOW
 from .store import RequestStore
 from .store import TokenRow
+from .storewrites import NEW_CLIENTS_WINDOW
 from .tokenformat import is_well_formed
 from .tokens import AuthenticatedToken
 

@@ -22,54 +22,34 @@ everything: the app session's.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
-import time
 import weakref
-from collections.abc import Iterator
 from collections.abc import Sequence
-from contextlib import contextmanager
 from datetime import datetime
-from datetime import timedelta
 from typing import Any
 from typing import NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import Pool
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.pool import QueuePool
-from sqlalchemy.pool import StaticPool
 
 from .errors import StorageUnavailable
 from .models import as_utc
-from .models import EVENTS
 from .models import SECRETS
 from .models import TOKENS
-from .models import utcnow
-from .serialize import isoformat
 from .sqlitechange import SQLiteChange
 from .state import AppState
+from .storewrites import RequestWrites
 
 log = logging.getLogger("flask_accesstokens")
 
-#: How long a best-effort write (last use, audit of failures) waits for
-#: SQLite's write lock before it gives up.
-SQLITE_BEST_EFFORT_WAIT_MS = 100
 #: Rows a SQLite connection remembers between commits.
 MAX_CACHED_ROWS = 10_000
-#: Recent clients kept per token.
-RECENT_CLIENTS = 5
-#: New client addresses recorded at once per token per window; more wait for
-#: the last-used coalescing.
-NEW_CLIENTS_PER_MINUTE = 5
-NEW_CLIENTS_WINDOW = timedelta(minutes=1)
-#: Longest user agent kept.
-USER_AGENT_MAX_LENGTH = 255
 
 
 class TokenRow(NamedTuple):
@@ -146,17 +126,14 @@ def lookup_statement(count: int) -> sa.Select[Any]:
     )
 
 
-class RequestStore:
-    """The request path's reads and writes for one app."""
+class RequestStore(RequestWrites):
+    """The request path's lookup for one app, beside its writes
+    (:class:`~flask_accesstokens.storewrites.RequestWrites`)."""
 
     def __init__(self, state: AppState) -> None:
-        self._state = state
-        self._timeout = state.settings.statement_timeout
-        self._failures = FailureCounter(state.settings.failure_audit_interval.total_seconds())
+        super().__init__(state)
         self._compiled: dict[int, tuple[str, Any]] = {}
         self._lock = threading.Lock()
-        self._engine: Engine | None = None
-        self._shared: bool | None = None
         self._pool: Pool | None = None
         #: Connections checked out of our pool once and kept between
         #: lookups (a stack: the most recently used first), so a lookup pays
@@ -168,9 +145,6 @@ class RequestStore:
         self._decoded: dict[str, tuple[Any, TokenRow]] = {}
         self._pid = os.getpid()
         self._forks = _forks.count
-        #: Tokens this process already revoked for reuse: later reuses are
-        #: only counted, never another write each.
-        self._revoked_for_reuse: set[str] = set()
         #: SQLite: the watcher of the database file's commit stamp (False
         #: until a connection has queried, None where it cannot be used), and
         #: the rows read under one stamp.
@@ -182,22 +156,6 @@ class RequestStore:
         self._parked: object = None
 
     # -- connections ---------------------------------------------------------
-
-    @property
-    def engine(self) -> Engine:
-        engine = self._engine
-        if engine is None:
-            engine = self._engine = self._state.db.engine
-        return engine
-
-    @property
-    def shared(self) -> bool:
-        """In-memory SQLite: one connection for everything, the session's.
-        Our reads and writes go through it, never committing its work."""
-        shared = self._shared
-        if shared is None:
-            shared = self._shared = isinstance(self.engine.pool, StaticPool)
-        return shared
 
     def _own_pool(self) -> Pool:
         pool = self._pool
@@ -378,218 +336,6 @@ class RequestStore:
             self._compiled[count] = compiled
         return compiled
 
-    # -- writes ----------------------------------------------------------------
-
-    @contextmanager
-    def transaction(self, best_effort: bool = True) -> Iterator[Connection]:
-        """A short transaction of its own, apart from the app's session, that
-        gives up after ``ACCESSTOKENS_STATEMENT_TIMEOUT`` like the lookup. A
-        ``best_effort`` write on SQLite also gives up quickly when the app
-        holds the write lock, rather than stall the request for seconds."""
-        if self.shared:
-            yield self._state.db.session.connection()
-            return
-        with self.engine.begin() as conn:
-            if self._timeout and conn.dialect.name == "postgresql":
-                conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(self._timeout)}")
-            if not (best_effort and conn.dialect.name == "sqlite"):
-                yield conn
-                return
-            # busy_timeout belongs to the pooled connection: put it back.
-            previous = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
-            conn.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BEST_EFFORT_WAIT_MS}")
-            try:
-                yield conn
-            finally:
-                conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(previous or 0)}")
-
-    def touch(
-        self,
-        token_id: str,
-        now: datetime,
-        client: str | None,
-        address: str | None = None,
-        user_agent: str | None = None,
-    ) -> None:
-        """Record use, at most once per resolution, by whichever worker gets
-        there first, and with it the client among the recent ones (known or
-        new): one UPDATE. Never fails the request."""
-        t = TOKENS
-        cutoff = now - self._state.settings.last_used_resolution
-        due = sa.or_(t.c.last_used_at.is_(None), t.c.last_used_at <= cutoff)
-        try:
-            with self.transaction() as conn:
-                if address is None:
-                    conn.execute(
-                        t.update()
-                        .where(t.c.id == token_id, due)
-                        .values(last_used_at=now, last_used_ip=client)
-                    )
-                    return
-                stored, clients = self._clients_with(conn, token_id, now, address, user_agent)
-                conn.execute(
-                    t.update()
-                    .where(t.c.id == token_id, due, _unchanged(stored))
-                    .values(last_used_at=now, last_used_ip=client, **_client_values(clients))
-                )
-        except SQLAlchemyError:
-            log.warning("could not record use of access token %s", token_id, exc_info=True)
-
-    def add_client(
-        self,
-        token_id: str,
-        now: datetime,
-        client: str | None,
-        address: str,
-        user_agent: str | None,
-        touch: bool,
-    ) -> bool | None:
-        """Record a new client address now, if this token's budget of
-        ``NEW_CLIENTS_PER_MINUTE`` immediate writes allows, and last use with
-        it when ``touch`` says it is due: one conditional UPDATE (a second
-        one only if another worker wrote last use meanwhile), which counts
-        the budget in the row, so it holds across every worker. False when
-        the budget is spent or another worker changed the clients meanwhile:
-        the address then waits for the usual last-used coalescing. None when
-        the write failed (a lock held past the statement timeout, say): the
-        request should not try another write."""
-        t = TOKENS
-        window = now - NEW_CLIENTS_WINDOW
-        fresh = sa.or_(t.c.new_clients_since.is_(None), t.c.new_clients_since <= window)
-        cutoff = now - self._state.settings.last_used_resolution
-        due = sa.or_(t.c.last_used_at.is_(None), t.c.last_used_at <= cutoff)
-        budget = {
-            # Typed binds: an untyped aware datetime would reach the
-            # database as timestamptz and shift with the session's zone.
-            "new_clients_since": sa.case((fresh, _stamp(now)), else_=t.c.new_clients_since),
-            "new_clients_count": sa.case((fresh, 1), else_=t.c.new_clients_count + 1),
-        }
-        try:
-            with self.transaction() as conn:
-                stored, clients = self._clients_with(conn, token_id, now, address, user_agent)
-                allowed = (
-                    t.c.id == token_id,
-                    sa.or_(fresh, t.c.new_clients_count < NEW_CLIENTS_PER_MINUTE),
-                    _unchanged(stored),
-                )
-                values = {**budget, **_client_values(clients)}
-                if touch:
-                    # Last use only if still due: another worker may have
-                    # written it since the lookup. Never rewritten unchanged.
-                    taken = conn.execute(
-                        t.update()
-                        .where(*allowed, due)
-                        .values(**values, last_used_at=now, last_used_ip=client)
-                    ).rowcount
-                    if taken:
-                        return True
-                taken = conn.execute(t.update().where(*allowed).values(**values)).rowcount
-                return bool(taken)
-        except SQLAlchemyError:
-            log.warning("could not record a client of access token %s", token_id, exc_info=True)
-            return None
-
-    @staticmethod
-    def _clients_with(
-        conn: Connection, token_id: str, now: datetime, address: str, user_agent: str | None
-    ) -> tuple[str | None, list[dict[str, Any]]]:
-        """The stored recent clients, and what they become with this one.
-        The UPDATE that follows only applies if they are still as read
-        (compare-and-set), so concurrent workers cannot lose each other's."""
-        t = TOKENS
-        stored = conn.execute(sa.select(t.c.recent_clients).where(t.c.id == token_id)).scalar()
-        return stored, add_recent_client(stored, address, user_agent, now)
-
-    def count_failure(self, reason: str, token_id: str | None, client: str | None) -> int:
-        """Aggregate a failure per (reason, token or client) and write it at
-        most once per interval each, so a flood cannot flood the audit table.
-        Returns the count written now, 0 when nothing was due."""
-        (reason, token_id, client), due = self._failures.add((reason, token_id, client))
-        if due:
-            self.write_event(
-                action="auth_failed", token_id=token_id, client=client, count=due, detail=reason
-            )
-        return due
-
-    def revoke_for_reuse(self, token_id: str, client: str | None) -> bool:
-        """Revoke a token whose rotated-out secret came back. True only for
-        the request that revoked it: every later one is a counted failure.
-        Like every write of the request path it waits briefly for SQLite's
-        write lock, not seconds: if it gives up, the request still fails and
-        the next reuse tries again."""
-        if token_id in self._revoked_for_reuse:
-            return False
-        t = TOKENS
-        try:
-            with self.transaction() as conn:
-                changed = conn.execute(
-                    t.update()
-                    .where(t.c.id == token_id, t.c.revoked_at.is_(None))
-                    .values(revoked_at=utcnow(), revoked_by="reuse detection")
-                ).rowcount
-                if changed:
-                    conn.execute(
-                        EVENTS.insert().values(
-                            at=utcnow(),
-                            action="reused",
-                            token_id=token_id,
-                            client=client,
-                            count=1,
-                            detail="revoked",
-                        )
-                    )
-        except SQLAlchemyError:
-            log.error("could not revoke reused access token %s", token_id, exc_info=True)
-            return False
-        if len(self._revoked_for_reuse) < MAX_CACHED_ROWS:
-            self._revoked_for_reuse.add(token_id)
-        return bool(changed)
-
-    def write_event(self, **values: Any) -> None:
-        try:
-            with self.transaction() as conn:
-                conn.execute(EVENTS.insert().values(at=utcnow(), **values))
-        except SQLAlchemyError:
-            log.warning("could not write audit event %s", values.get("action"), exc_info=True)
-
-
-def _stamp(value: datetime) -> sa.BindParameter[Any]:
-    return sa.literal(value, TOKENS.c.last_used_at.type)
-
-
-def _unchanged(stored: str | None) -> sa.ColumnElement[bool]:
-    return TOKENS.c.recent_clients.is_not_distinct_from(stored)
-
-
-def _client_values(clients: list[dict[str, Any]]) -> dict[str, str]:
-    return {
-        "recent_clients": json.dumps(clients),
-        "recent_ips": " ".join(c["ip"] for c in clients),
-    }
-
-
-def add_recent_client(
-    stored: str | None, address: str, user_agent: str | None, now: datetime
-) -> list[dict[str, Any]]:
-    """The recent clients with this one first: one entry per address, at
-    most :data:`RECENT_CLIENTS`, user agents bounded and printable."""
-    try:
-        clients = json.loads(stored) if stored else []
-    except ValueError:
-        clients = []
-    if not isinstance(clients, list):
-        clients = []
-    entry = {"ip": address, "user_agent": clean_user_agent(user_agent), "last_seen": isoformat(now)}
-    kept = [c for c in clients if isinstance(c, dict) and c.get("ip") != address]
-    return [entry, *kept][:RECENT_CLIENTS]
-
-
-def clean_user_agent(user_agent: str | None) -> str | None:
-    if not user_agent:
-        return None
-    text = "".join(c for c in user_agent if c.isprintable())[:USER_AGENT_MAX_LENGTH]
-    return text or None
-
 
 class _Forks:
     """How many times this process is a forked child of the one that
@@ -633,45 +379,3 @@ def _param_builder(positions: Sequence[str] | None) -> Any:
         return _named
     order = [int(name[1:]) for name in positions]
     return lambda ds: [ds[i] for i in order]
-
-
-class FailureCounter:
-    """Counts failures per (reason, token, client) in this process and says
-    when a count is due to be written: at most once per interval per key, and
-    at most ``WRITES_PER_INTERVAL`` writes per interval in all, so garbage from
-    ever-changing addresses cannot turn into one INSERT per request. Past
-    ``MAX_KEYS``, new keys fold into one per reason."""
-
-    MAX_KEYS = 10_000
-    WRITES_PER_INTERVAL = 60
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self._lock = threading.Lock()
-        self._pending: dict[tuple[Any, ...], tuple[int, float]] = {}
-        self._window = -interval
-        self._writes = 0
-
-    def add(self, key: tuple[Any, ...]) -> tuple[tuple[Any, ...], int]:
-        """The key to write under (folded or not) and the count due, or 0."""
-        now = time.monotonic()
-        with self._lock:
-            if now - self._window >= self.interval:
-                self._window, self._writes = now, 0
-            if key not in self._pending and len(self._pending) >= self.MAX_KEYS:
-                self._forget_quiet_keys(now)
-                if len(self._pending) >= self.MAX_KEYS:
-                    key = (key[0], None, None)
-            count, last_written = self._pending.get(key, (0, -self.interval))
-            count += 1
-            if now - last_written >= self.interval and self._writes < self.WRITES_PER_INTERVAL:
-                self._writes += 1
-                self._pending[key] = (0, now)
-                return key, count
-            self._pending[key] = (count, last_written)
-            return key, 0
-
-    def _forget_quiet_keys(self, now: float) -> None:
-        self._pending = {
-            k: v for k, v in self._pending.items() if v[0] or now - v[1] < self.interval
-        }

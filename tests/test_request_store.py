@@ -37,9 +37,9 @@ from services import require_postgresql
 from flask_accesstokens import AccessTokens
 from flask_accesstokens.pipeline import Pipeline
 from flask_accesstokens.state import app_state
-from flask_accesstokens.store import FailureCounter
 from flask_accesstokens.store import RequestStore
 from flask_accesstokens.store import TokenRow
+from flask_accesstokens.storewrites import FailureCounter
 
 REPO = "/repositories/acme/api"
 EXPIRES = datetime(2031, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
@@ -155,9 +155,7 @@ def test_a_lookup_returns_the_decoded_row(app: Flask, tokens: AccessTokens) -> N
         id=new.token.id,
         name="CI",
         type="repository",
-        workspace="acme",
-        project=None,
-        repository="api",
+        resource="workspace=acme/repository=api",
         scopes=("repository:write", "pipeline"),
         created_by="alice",
         revoked_at=None,
@@ -181,8 +179,8 @@ def test_a_lookup_decodes_revoked_used_and_rotated_out_rows(
     tokens.revoke_token(new.token.id)
     old = store_of(app).find(digests(app, new.secret))
     assert old is not None
-    assert (old.type, old.project, old.repository, old.scopes) == ("project", "API", None,
-                                                                   ("project",))  # fmt: skip
+    assert (old.type, old.resource, old.scopes) == ("project", "workspace=acme/project=API",
+                                                    ("project",))  # fmt: skip
     for moment in (old.revoked_at, old.last_used_at, old.valid_until):
         assert moment is not None and moment.tzinfo == timezone.utc
     current = store_of(app).find(digests(app, rotated.secret))
@@ -495,7 +493,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
-    monkeypatch.setattr("flask_accesstokens.store.time", fake)
+    monkeypatch.setattr("flask_accesstokens.storewrites.time", fake)
     return fake
 
 

@@ -232,7 +232,7 @@ def test_failed_attempts_are_aggregated(
 ) -> None:
     secret, token_id = made
     clock = FakeClock()
-    monkeypatch.setattr("flask_accesstokens.store.time", clock)
+    monkeypatch.setattr("flask_accesstokens.storewrites.time", clock)
     client = app.test_client()
     for _ in range(5):
         assert client.get(REPO, headers=bearer("garbage")).status_code == 401
