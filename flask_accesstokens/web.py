@@ -15,7 +15,7 @@ from typing import Any
 from flask import abort
 from flask import request
 
-from .credentials import carries_token
+from .credentials import presents_token
 from .credentials import query_is_utf8
 from .resources import Resource
 from .state import app_state
@@ -35,8 +35,10 @@ RESOURCE_RULES = (
 def refuse_tokens_and_bad_queries(message: str) -> None:
     """Tokens never manage tokens, whatever the manager loader would say:
     a leaked token must not be able to mint more of itself. Checked before
-    the app is asked anything."""
-    if carries_token(request):
+    the app is asked anything. Only the extension's own credentials count:
+    a user signed in with a JWT or Basic credentials is the loader's to judge."""
+    prefix = app_state().settings.token_prefix
+    if presents_token(request.environ.get("HTTP_AUTHORIZATION"), prefix):
         abort(403, message)
     if not query_is_utf8(request):
         abort(400, "The query string is not valid UTF-8.")
