@@ -101,7 +101,9 @@ def test_smorest_checks_the_token_before_the_body(example: Callable[..., Loaded]
     assert "errors" not in anonymous.get_json()
 
     secret = token(module, app, "pullrequest:write")
-    assert client.post(url, json={"not": "a pull request"}, headers=bearer(secret)).status_code == 422
+    assert (
+        client.post(url, json={"not": "a pull request"}, headers=bearer(secret)).status_code == 422
+    )
     created = client.post(url, json={"title": "Fix"}, headers=bearer(secret))
     assert created.status_code == 201
     assert created.get_json() == {"title": "Fix", "author": "CI (access token)"}

@@ -12,8 +12,8 @@ from flask_sqlalchemy import SQLAlchemy
 
 from flask_accesstokens import AccessTokens
 from flask_accesstokens import current_token
-from flask_accesstokens import Resource
 from flask_accesstokens import require_scope
+from flask_accesstokens import Resource
 
 db = SQLAlchemy()
 tokens = AccessTokens(db=db)
