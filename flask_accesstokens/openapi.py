@@ -33,6 +33,7 @@ from .requirements import Requirement
 
 #: The scheme's name in ``components.securitySchemes``.
 SCHEME = "accessToken"
+#: The scheme itself: a Bearer token (OpenAPI 3).
 SECURITY_SCHEME = {"type": "http", "scheme": "bearer"}
 #: ``<int:item_id>`` -> ``{item_id}``, as both frameworks write paths.
 _RULE_ARGUMENT = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")

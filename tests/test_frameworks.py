@@ -16,8 +16,11 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from flask_smorest import Blueprint
+from flask_sqlalchemy import SQLAlchemy
 
 from flask_accesstokens import AccessTokens
+from flask_accesstokens import require_scope
 from flask_accesstokens.requirements import protected_routes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,6 +76,7 @@ def bearer(secret: str) -> dict[str, str]:
     "name",
     [
         "frameworks/smorest_app.py",
+        "frameworks/smorest_wiring.py",
         "frameworks/apiflask_app.py",
         "frameworks/restx_app.py",
         "frameworks/methodview_app.py",
@@ -132,6 +136,40 @@ def test_smorest_spec_states_the_scopes_once(example: Callable[..., Loaded]) -> 
     for operation in (path["post"], path["get"]):
         assert {"401", "403"} <= set(operation["responses"])
     assert "422" in path["post"]["responses"]  # smorest's own, untouched
+
+
+@pytest.mark.parametrize("wiring", ["documented_api", "api_with_the_plugin"])
+def test_smorest_wiring_when_init_app_came_first(wiring: str, tmp_path: Path) -> None:
+    path = EXAMPLES / "frameworks" / "smorest_wiring.py"
+    spec = importlib.util.spec_from_file_location("example_smorest_wiring", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY="k",
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'w.sqlite'}",
+        API_TITLE="t",
+        API_VERSION="1",
+        OPENAPI_VERSION="3.1.0",
+    )
+    tokens = AccessTokens(app, db=SQLAlchemy(app))  # before any Api exists
+    if wiring == "documented_api":
+        api = module.documented_api(app, tokens)
+    else:
+        api = module.api_with_the_plugin(app)
+    blp = Blueprint("b", __name__)
+
+    @blp.get("/repositories/<workspace>/<repo_slug>")
+    @require_scope("repository")
+    def read(workspace: str, repo_slug: str) -> dict[str, str]:
+        return {}
+
+    api.register_blueprint(blp)
+    operation = api.spec.to_dict()["paths"]["/repositories/{workspace}/{repo_slug}"]["get"]
+    assert operation["security"] == [{"accessToken": ["repository"]}]
+    with app.app_context():
+        app.extensions["sqlalchemy"].engine.dispose()
 
 
 # -- APIFlask -------------------------------------------------------------------------
