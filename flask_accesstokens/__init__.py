@@ -1,3 +1,4 @@
+from .decorators import carries_token as carries_token
 from .decorators import current_token as current_token
 from .decorators import require_any_scope as require_any_scope
 from .decorators import require_scope as require_scope

@@ -2,8 +2,8 @@
 
 ``init_app`` reads them all once into :class:`Settings`, so a bad value fails
 at start-up with the key's name instead of as a 500 on the first request.
-Only the digest keys may be resolved later, from ``SECRET_KEY``, which apps
-often set after ``init_app``.
+That includes the digest key: ``ACCESSTOKENS_DIGEST_KEYS`` or, without it,
+``SECRET_KEY`` must be set before ``init_app``.
 """
 
 from __future__ import annotations
@@ -245,4 +245,12 @@ def load(config: dict[str, Any]) -> Settings:
         key = f"ACCESSTOKENS_{name}"
         config.setdefault(key, default)
         values[name.lower()] = check(key, config[key])
+    if values["digest_keys"] is None and not config.get("SECRET_KEY"):
+        # Without a key no token can be made or checked: say so at start-up,
+        # not as a 500 on the first request that carries one.
+        raise ConfigurationError(
+            "ACCESSTOKENS_DIGEST_KEYS",
+            "is not set and neither is SECRET_KEY: set one of them before init_app,"
+            " the digests of tokens are keyed with it",
+        )
     return Settings(**values)

@@ -8,7 +8,10 @@ Two forms are accepted, as Bitbucket accepts them:
   and other HTTP clients with only a username and password can send.
 
 Any other scheme, or Basic with another username, is "no token": it belongs to
-whatever else the app does. Tokens in the query string or form are never read,
+whatever else the app does. :func:`presents_token` draws the same line for
+routes that must leave the app's own credentials alone (``optional`` routes,
+the management surfaces): there a Bearer value counts only with the
+configured prefix. Tokens in the query string or form are never read,
 because URLs end up in logs.
 """
 
@@ -76,16 +79,30 @@ def query_is_utf8(request: Request) -> bool:
     return True
 
 
-def carries_token(request: Request) -> bool:
-    """Whether a request tries to use an access token at all, readable or not.
-    Management surfaces refuse such requests before anything else."""
-    header = request.headers.get("Authorization", "")
+def presents_token(header: str | None, prefix: str) -> bool:
+    """Whether an ``Authorization`` header presents the extension's own
+    credentials: ``Bearer <prefix>_...`` or Basic with the username
+    ``x-token-auth``, well-formed or not. Basic credentials that are not
+    base64 cannot say whose they are, and are left to the app.
+
+    Everything else (a JWT, Basic for a real user, a Bearer value without
+    the prefix, another scheme) belongs to the app's own login, as
+    Flask-HTTPAuth's ``MultiAuth`` leaves each scheme to its owner. The
+    prefix is compared case-insensitively, so a mangled token still counts
+    as one: management surfaces refuse it rather than ask the app.
+    """
+    if not header:
+        return False
     scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer":
-        return True
-    if scheme.lower() != "basic":
+    scheme = scheme.lower()
+    value = value.strip()
+    if scheme == "bearer":
+        return value[: len(prefix) + 1].lower() == f"{prefix}_"
+    if scheme != "basic":
         return False
     try:
-        return token_from_header(header) is not None
-    except InvalidRequest:
-        return True
+        decoded = b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    username, sep, _ = decoded.partition(b":")
+    return bool(sep) and username == BASIC_USERNAME.encode()

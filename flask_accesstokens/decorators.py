@@ -1,6 +1,7 @@
 """The public face of the request pipeline: :func:`require_scope`,
 :func:`require_any_scope`, :func:`verify_token_in_request` for code that
-builds its own decorators or handles optional authentication, and
+builds its own decorators or handles optional authentication,
+:func:`carries_token` for apps with a login of their own, and
 :data:`current_token`.
 """
 
@@ -15,13 +16,16 @@ from typing import TypeVar
 
 from flask import current_app
 from flask import g
+from flask import request
 from werkzeug.local import LocalProxy
 
+from .credentials import presents_token
 from .pipeline import Pipeline
 from .requirements import ATTRIBUTE
 from .requirements import Requirement
 from .requirements import ResourceResolver
 from .scopes import check_names
+from .state import app_state
 from .tokens import AuthenticatedToken
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -74,6 +78,8 @@ def _requirement(
 def _decorator(requirement: Requirement) -> Callable[[F], F]:
     def decorate(view: F) -> F:
         is_async = inspect.iscoroutinefunction(view)
+        if is_async:
+            _need_asgiref(view)
 
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -90,6 +96,31 @@ def _decorator(requirement: Requirement) -> Callable[[F], F]:
     # readable from the decorator itself too.
     setattr(decorate, ATTRIBUTE, requirement)
     return decorate
+
+
+def _need_asgiref(view: Callable[..., Any]) -> None:
+    """Flask runs ``async def`` views through asgiref. Without it a protected
+    view would answer 401 to everyone without a token and 500 to every valid
+    one, so the mistake is named here, when the view is decorated."""
+    try:
+        import asgiref.sync  # noqa: F401
+    except ImportError:
+        raise RuntimeError(
+            f"{view.__qualname__} is an async view: install the 'async' extra"
+            " (pip install 'Flask-AccessTokens[async]', or 'flask[async]')"
+        ) from None
+
+
+def carries_token() -> bool:
+    """Whether the current request presents the extension's credentials:
+    ``Bearer <prefix>_...`` with the configured prefix, or Basic
+    ``x-token-auth``. Anything else (a JWT, Basic for a user, a session) is
+    the app's, so an app can send each request to the login that owns it.
+
+    .. versionadded:: 0.2
+    """
+    prefix = app_state().settings.token_prefix
+    return presents_token(request.environ.get("HTTP_AUTHORIZATION"), prefix)
 
 
 def require_scope(

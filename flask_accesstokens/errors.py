@@ -83,6 +83,19 @@ class AccessTokenError(HTTPException):
         response.headers["Cache-Control"] = "no-store"
         return response
 
+    @property
+    def data(self) -> dict[str, Any]:
+        """The webargs convention, ``{"message": ..., "headers": {...}}``:
+        frameworks that render an :class:`HTTPException` in their own shape
+        (flask-smorest's error handler) keep these headers, so the answer
+        still carries the challenge.
+
+        .. versionadded:: 0.2
+        """
+        headers = {k: v for k, v in self.get_headers() if k.lower() != "content-type"}
+        headers["Cache-Control"] = "no-store"
+        return {"message": self.description or "", "headers": headers}
+
 
 class MissingToken(AccessTokenError, Unauthorized):
     """No access token at all: a bare challenge, as RFC 6750 section 3.1 asks."""

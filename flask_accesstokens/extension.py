@@ -19,6 +19,7 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
 from . import config
+from .errors import AccessTokenError
 from .models import AccessToken
 from .models import Base
 from .pipeline import Pipeline
@@ -35,6 +36,7 @@ from .state import ENVIRON_KEY
 from .state import EXTENSION_KEY
 from .state import HEADERS_KEY
 from .state import PIPELINE_KEY
+from .state import REFUSAL_KEY
 from .state import SERVICE_KEY
 from .state import STATE_KEY
 from .store import RequestStore
@@ -53,11 +55,27 @@ _SCOPE_HEADERS = frozenset(("x-oauth-scopes", "x-accepted-oauth-scopes", "x-cred
 _REPLACED = _SCOPE_HEADERS | {"set-cookie"}
 
 
+def restore_challenge(
+    refusal: AccessTokenError, status: str, headers: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The headers of the extension's refusal (the challenge, ``Retry-After``)
+    that an app's or a framework's error handler left out of its own answer,
+    added back, as Flask-HTTPAuth does. Only while the answer keeps the
+    refusal's status: a handler that turned it into a redirect or a 404 meant
+    something else."""
+    if not status.startswith(f"{refusal.code} "):
+        return headers
+    present = {name.lower() for name, _ in headers}
+    missing = [(k, v) for k, v in refusal.data["headers"].items() if k.lower() not in present]
+    return headers + missing if missing else headers
+
+
 class _DropCookies:
     """WSGI middleware: a response to a token-authenticated request sets no
     cookie, whatever the view or the session interface did, and carries the
     scope headers the pipeline chose (error responses too). Done at the WSGI
-    layer because the session cookie is written after every Flask hook.
+    layer because the session cookie is written after every Flask hook. A
+    refusal keeps its challenge whatever handler rendered it.
     It also runs ``first`` once, before the first request is served."""
 
     def __init__(self, wsgi_app: Callable[..., Any], first: Callable[[], None]) -> None:
@@ -78,6 +96,9 @@ class _DropCookies:
                 headers = [(k, v) for k, v in headers if k.lower() not in drop] + extra
             elif authenticated:
                 headers = [(k, v) for k, v in headers if k.lower() != "set-cookie"]
+            refusal: AccessTokenError | None = environ.get(REFUSAL_KEY)
+            if refusal is not None:
+                headers = restore_challenge(refusal, status, headers)
             return start_response(status, headers, exc_info)
 
         return self.wsgi_app(environ, start)
@@ -155,6 +176,10 @@ class AccessTokens:
             app.wsgi_app, lambda: self._check_callbacks(state)
         )
         self._register_surfaces(app, settings, model)
+        if hasattr(app, "spec_plugins") or "flask-smorest" in app.extensions:
+            # APIFlask, or a flask-smorest Api set up before: their specs
+            # learn each protected view's scopes from its decorator.
+            self.document_openapi(app)
 
     @staticmethod
     def _check_callbacks(state: AppState) -> None:
@@ -205,6 +230,24 @@ class AccessTokens:
         goes away, and never shared with a forked child."""
         app = app or current_app._get_current_object()  # type: ignore[attr-defined]
         Pipeline.of(app).store.dispose()
+
+    @staticmethod
+    def document_openapi(target: Any) -> None:
+        """Document the protected views in an app's own OpenAPI spec: pass a
+        flask-smorest ``Api`` (after its ``init_app``, before its
+        blueprints) or an APIFlask app. ``init_app`` does this for the ones
+        it finds; see :doc:`/frameworks`.
+
+        .. versionadded:: 0.2
+        """
+        from .openapi import document  # apispec comes with the framework
+
+        if isinstance(target, Flask) and not hasattr(target, "spec_plugins"):
+            from .openapi import document_found
+
+            document_found(target)
+            return
+        document(target)
 
     # -- callbacks ------------------------------------------------------------
 

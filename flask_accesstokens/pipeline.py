@@ -32,6 +32,7 @@ from . import signals
 from . import words
 from .addresses import allows
 from .addresses import client_address
+from .credentials import presents_token
 from .credentials import token_from_header
 from .errors import AccessTokenError
 from .errors import AddressNotAllowed
@@ -50,6 +51,7 @@ from .state import AppState
 from .state import ENVIRON_KEY
 from .state import HEADERS_KEY
 from .state import PIPELINE_KEY
+from .state import REFUSAL_KEY
 from .state import SERVICE_KEY
 from .store import MAX_CACHED_ROWS as MAX_BUILT
 from .store import RequestStore
@@ -145,7 +147,11 @@ class Pipeline:
         environ = req.environ
         client: str | None = environ.get("REMOTE_ADDR")
         try:
-            # 1. credentials
+            # 1. credentials; an optional route leaves the app's own alone
+            if requirement.optional and not presents_token(
+                environ.get("HTTP_AUTHORIZATION"), self.prefix
+            ):
+                return None
             secret = self._credentials(environ, client)
             if secret is None:
                 if requirement.optional:
@@ -173,6 +179,7 @@ class Pipeline:
                     raise WrongResource(self._not_for(named), required=scopes)
         except AccessTokenError as e:
             e.realm = self.realm
+            environ[REFUSAL_KEY] = e
             raise
         # 5. usage
         self._accept(token, client, environ, now)
@@ -246,6 +253,7 @@ class Pipeline:
             token = self.authenticate(secret, client, now)
         except AccessTokenError as e:
             e.realm = self.realm
+            environ[REFUSAL_KEY] = e
             raise
         if self.scope_headers:
             environ[HEADERS_KEY] = [

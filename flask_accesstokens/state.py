@@ -36,6 +36,10 @@ ENVIRON_KEY = "flask_accesstokens.token"
 #: Set in the WSGI environ to the scope headers (Bitbucket's ``X-OAuth-Scopes``
 #: and friends) the response will carry, error responses included.
 HEADERS_KEY = "flask_accesstokens.headers"
+#: Set in the WSGI environ to the :class:`AccessTokenError` a request was
+#: refused with, so the challenge an app's error handler dropped can be put
+#: back on the answer.
+REFUSAL_KEY = "flask_accesstokens.refusal"
 
 ParentLoader = Callable[[Resource], "str | None | Awaitable[str | None]"]
 ManagerLoader = Callable[[Resource], "str | None | Awaitable[str | None]"]
@@ -77,7 +81,7 @@ class AppState:
 
     @cached_property
     def digester(self) -> Digester:
-        """Resolved on first use, so ``SECRET_KEY`` may be set after ``init_app``."""
+        """Resolved on first use; ``init_app`` made sure a key is set."""
         keys: Iterable[str | bytes | None] | None = self.settings.digest_keys
         if keys is None:
             config = self.app.config

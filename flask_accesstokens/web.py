@@ -23,7 +23,7 @@ from werkzeug.routing import Rule
 from werkzeug.routing import ValidationError
 
 from . import words
-from .credentials import carries_token
+from .credentials import presents_token
 from .credentials import query_is_utf8
 from .resources import is_name
 from .resources import Resource
@@ -103,7 +103,11 @@ class _LazySetupState(BlueprintSetupState):
 
 class LazyBlueprint(Blueprint):
     """A blueprint whose rules compile their URL builders on first use: the
-    management API and admin pages cost an app factory little."""
+    management API and admin pages cost an app factory little. APIFlask's
+    spec leaves it out (``enable_openapi``): the management API serves its
+    own document."""
+
+    enable_openapi = False
 
     def make_setup_state(
         self, app: App, options: dict[str, Any], first_registration: bool = False
@@ -120,8 +124,10 @@ def resource_rules(model: ResourceModel) -> list[tuple[str, str]]:
 def refuse_tokens_and_bad_queries(message: str) -> None:
     """Tokens never manage tokens, whatever the manager loader would say:
     a leaked token must not be able to mint more of itself. Checked before
-    the app is asked anything."""
-    if carries_token(request):
+    the app is asked anything. Only the extension's own credentials count:
+    a user signed in with a JWT or Basic credentials is the loader's to judge."""
+    prefix = app_state().settings.token_prefix
+    if presents_token(request.environ.get("HTTP_AUTHORIZATION"), prefix):
         abort(403, message)
     if not query_is_utf8(request):
         abort(400, "The query string is not valid UTF-8.")

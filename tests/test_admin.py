@@ -171,7 +171,7 @@ def test_an_access_token_never_manages_tokens(alice: Any, tokens: AccessTokens) 
     new = tokens.create_token(name="CI", workspace="acme", scopes=["repository:admin", "account"])
     form = alice.get(f"{REPO}/new")
     data = {"csrf_token": csrf_of(form.text), "name": "x", "scopes": ["repository"]}
-    for headers in (bearer(new.secret), basic(new.secret), bearer("garbage")):
+    for headers in (bearer(new.secret), basic(new.secret), bearer("bbat_garbage")):
         # Even with a signed-in admin's session cookie alongside.
         assert alice.get(REPO, headers=headers).status_code == 403
         assert alice.post(f"{REPO}/new", data=data, headers=headers).status_code == 403

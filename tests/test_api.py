@@ -153,7 +153,7 @@ def test_tokens_cannot_manage_tokens(
         "valid bearer": bearer(secret),
         "valid basic": basic(secret),
         "lowercase bearer": {"Authorization": f"bearer {secret}"},
-        "garbage bearer": bearer("not-a-token"),
+        "garbage bearer": bearer("bbat_not-a-token"),
         "garbage basic": basic("bbat_garbage"),
     }[credentials]
     before = count(db)

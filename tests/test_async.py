@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Any
 
 import pytest
@@ -89,3 +90,23 @@ def test_async_project_loader(async_app: Flask, tokens: AccessTokens) -> None:
     assert client.get("/async/acme/api", headers=bearer(new.secret)).status_code == 200
     assert client.get("/async/acme/web", headers=bearer(new.secret)).status_code == 403
     assert client.get("/repositories/acme/api", headers=bearer(new.secret)).status_code == 200
+
+
+def test_an_async_view_without_asgiref_fails_when_decorated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without the ``async`` extra Flask cannot run the view: say so at
+    decoration, not as a 500 to the first valid token."""
+    monkeypatch.setitem(sys.modules, "asgiref", None)
+    monkeypatch.setitem(sys.modules, "asgiref.sync", None)
+
+    async def commits(workspace: str, repo_slug: str) -> Any:
+        return {}
+
+    with pytest.raises(RuntimeError, match=r"commits is an async view: install the 'async' extra"):
+        require_scope("repository")(commits)
+
+    def sync(workspace: str, repo_slug: str) -> Any:
+        return {}
+
+    assert require_scope("repository")(sync).__wrapped__ is sync  # type: ignore[attr-defined]

@@ -94,13 +94,33 @@ def test_good_values_pass_and_defaults_are_set() -> None:
     ]
 
 
-def test_the_digest_key_may_come_later() -> None:
+@pytest.mark.parametrize("secret_key", [None, ""])
+def test_init_app_needs_a_digest_key(secret_key: str | None) -> None:
+    """Without one no token can be made or checked: ``init_app`` says so,
+    naming both keys, instead of a 500 on the first request."""
     app = Flask(__name__)
-    app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite://"
+    app.config.update(SQLALCHEMY_DATABASE_URI="sqlite://", SECRET_KEY=secret_key)
     db = SQLAlchemy(app)
-    tokens = AccessTokens(app, db=db)  # no SECRET_KEY yet: resolved on first use
-    app.config["SECRET_KEY"] = "set after init_app"
+    with pytest.raises(ValueError, match="ACCESSTOKENS_DIGEST_KEYS") as raised:
+        AccessTokens(app, db=db)
+    assert "SECRET_KEY" in str(raised.value)
+    assert "accesstokens" not in app.extensions
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{"SECRET_KEY": "k"}, {"ACCESSTOKENS_DIGEST_KEYS": ["k"]}],
+    ids=["secret-key", "digest-keys"],
+)
+def test_either_key_is_enough(config: dict[str, Any]) -> None:
+    app = Flask(__name__)
+    app.config.update(SQLALCHEMY_DATABASE_URI="sqlite://", **config)
+    db = SQLAlchemy(app)
+    tokens = AccessTokens(app, db=db)
     with app.app_context():
         db.create_all()
         new = tokens.create_token(name="t", workspace="acme", scopes=["repository"])
         assert new.secret.startswith("bbat_")
+    with app.app_context():
+        AccessTokens.dispose_connections()
+        db.engine.dispose()

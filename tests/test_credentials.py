@@ -10,7 +10,7 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from flask_accesstokens import InvalidRequest
-from flask_accesstokens.credentials import carries_token
+from flask_accesstokens.credentials import presents_token
 from flask_accesstokens.credentials import token_from_header
 from flask_accesstokens.credentials import token_from_request
 
@@ -102,14 +102,36 @@ def test_token_from_request_never_reads_the_query_string_or_form() -> None:
         (None, False),
         ("", False),
         (f"Bearer {TOKEN}", True),
-        ("Bearer", True),
-        ("bearer garbage garbage", True),
+        (f"bearer {TOKEN}", True),
+        (f"Bearer  {TOKEN}", True),  # malformed, but ours: refused, not passed on
+        (f"Bearer {TOKEN.upper()}", True),  # a mangled prefix is still ours
+        ("Bearer bbat_", True),
+        ("Bearer bbat_garbage garbage", True),
         (f"Basic {b64('x-token-auth:' + TOKEN)}", True),
-        ("Basic !!!!", True),
+        (f"Basic {b64('x-token-auth:')}", True),
+        (f"Basic {b64('x-token-auth:not a token')}", True),
+        # Everything else is the app's: a JWT, a bare or other Bearer, a user.
+        ("Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl", False),
+        ("Bearer " + "eyJ" + "a" * 4000, False),  # longer than any token header
+        ("Bearer", False),
+        ("Bearer ", False),
+        ("Bearer bbat", False),
+        ("Bearer other_" + TOKEN[5:], False),
+        ("bbat_" + TOKEN, False),
         (f"Basic {b64('alice:secret')}", False),
+        (f"Basic {b64('X-Token-Auth:' + TOKEN)}", False),
+        (f"Basic {b64('x-token-auth')}", False),  # no colon: a username only
+        ("Basic !!!!", False),  # not base64: nobody can say whose
         (f"Token {TOKEN}", False),
+        (f"Digest username={TOKEN}", False),
     ],
 )
-def test_carries_token(header: str | None, expected: bool) -> None:
-    headers = {} if header is None else {"Authorization": header}
-    assert carries_token(Request(EnvironBuilder(headers=headers).get_environ())) is expected
+def test_presents_token(header: str | None, expected: bool) -> None:
+    assert presents_token(header, "bbat") is expected
+
+
+def test_presents_token_follows_the_configured_prefix() -> None:
+    acme = "acme_" + TOKEN[5:]
+    assert presents_token(f"Bearer {acme}", "acme")
+    assert not presents_token(f"Bearer {TOKEN}", "acme")
+    assert presents_token(f"Basic {b64('x-token-auth:' + TOKEN)}", "acme")

@@ -7,12 +7,14 @@ import json
 from typing import Any
 
 import pytest
+from flask import Blueprint
 from flask import Flask
 from helpers import bearer
 from werkzeug.exceptions import HTTPException
 from werkzeug.test import EnvironBuilder
 
 from flask_accesstokens import AccessTokens
+from flask_accesstokens import require_scope
 from flask_accesstokens import tokenformat
 from flask_accesstokens.errors import AccessTokenError
 from flask_accesstokens.errors import ConfigurationError
@@ -207,6 +209,110 @@ def test_an_app_error_handler_sees_the_exception(app: Flask) -> None:
     assert response.status_code == 401
     assert response.get_json() == {"mine": True}
     assert [type(e) for e in seen] == [InvalidToken]
+
+
+# -- beside the app's and the frameworks' handlers ------------------------------------
+
+
+@pytest.mark.parametrize(("cls", "status"), REQUEST_ERRORS)
+def test_data_carries_the_message_and_the_headers(cls: type[AccessTokenError], status: int) -> None:
+    """The webargs convention, which flask-smorest's handler keeps."""
+    error = cls(required=["repository"], headers={"Retry-After": "7"})
+    response = answer(error)
+    assert set(error.data) == {"message", "headers"}
+    assert error.data["message"] == error.description
+    expected = {
+        k: v for k, v in response.headers.items() if k not in ("Content-Type", "Content-Length")
+    }
+    assert error.data["headers"] == expected
+    assert error.data["headers"]["Cache-Control"] == "no-store"
+    if status in (400, 401, 403):
+        assert error.data["headers"]["WWW-Authenticate"] == error.challenge()
+    else:
+        assert "WWW-Authenticate" not in error.data["headers"]
+
+
+def test_data_follows_the_realm_set_after_the_error_was_made() -> None:
+    error = InvalidToken()
+    error.realm = "git"
+    assert error.data["headers"]["WWW-Authenticate"].startswith('Bearer realm="git"')
+
+
+@pytest.fixture
+def secret(tokens: AccessTokens) -> str:
+    """A read-only token on acme/api."""
+    return tokens.create_token(
+        name="CI", workspace="acme", repository="api", scopes=["repository"]
+    ).secret
+
+
+def _handled(app: Flask, status: int | None = None, headers: dict[str, str] | None = None) -> None:
+    """An app-wide handler for ``HTTPException`` that renders its own JSON
+    and, like most, forgets the headers."""
+
+    @app.errorhandler(HTTPException)
+    def handle(error: HTTPException) -> Any:
+        return {"error": error.name}, status or error.code, headers or {}
+
+
+def test_a_handler_that_drops_the_challenge_does_not_lose_it(app: Flask, secret: str) -> None:
+    _handled(app)
+    client = app.test_client()
+    missing = client.get("/repositories/acme/api")
+    assert missing.status_code == 401
+    assert missing.get_json() == {"error": "Unauthorized"}
+    assert missing.headers["WWW-Authenticate"] == 'Bearer realm="api"'
+    assert missing.headers["Cache-Control"] == "no-store"
+
+    invalid = client.get("/repositories/acme/api", headers=bearer("bbat_nope"))
+    assert invalid.headers["WWW-Authenticate"] == 'Bearer realm="api", error="invalid_token"'
+
+    scope = client.post("/repositories/acme/api/push", headers=bearer(secret))
+    assert scope.status_code == 403
+    assert scope.get_json() == {"error": "Forbidden"}
+    assert (
+        'error="insufficient_scope", scope="repository:write"' in scope.headers["WWW-Authenticate"]
+    )
+    assert scope.headers["X-Accepted-OAuth-Scopes"] == "repository:write"
+    assert scope.headers["X-OAuth-Scopes"] == "repository"
+
+
+def test_a_blueprint_handler_is_covered_too(app: Flask) -> None:
+    blp = Blueprint("mine", __name__)
+
+    @blp.errorhandler(HTTPException)
+    def handle(error: HTTPException) -> Any:
+        return {"error": error.name}, error.code
+
+    @blp.get("/mine/<workspace>/<repo_slug>")
+    @require_scope("repository")
+    def mine(workspace: str, repo_slug: str) -> Any:
+        return {}
+
+    app.register_blueprint(blp)
+    response = app.test_client().get("/mine/acme/api")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="api"'
+
+
+def test_a_handlers_own_challenge_is_kept(app: Flask) -> None:
+    _handled(app, headers={"WWW-Authenticate": 'Basic realm="site"'})
+    response = app.test_client().get("/repositories/acme/api")
+    assert response.headers.getlist("WWW-Authenticate") == ['Basic realm="site"']
+
+
+def test_a_handler_that_answers_another_status_is_left_alone(app: Flask) -> None:
+    _handled(app, status=302, headers={"Location": "/login"})
+    response = app.test_client().get("/repositories/acme/api")
+    assert response.status_code == 302
+    assert "WWW-Authenticate" not in response.headers
+
+
+def test_a_request_that_passes_gets_no_challenge(app: Flask, secret: str) -> None:
+    _handled(app)
+    response = app.test_client().get("/repositories/acme/api", headers=bearer(secret))
+    assert response.status_code == 200
+    assert "WWW-Authenticate" not in response.headers
 
 
 # -- management errors -----------------------------------------------------------------

@@ -333,7 +333,7 @@ def test_every_public_method_is_covered_here() -> None:
     covered = {m for m, *_ in DELEGATION} | {"list_tokens", "audit_events"}
     callbacks = {"project_loader", "manager_loader", "allowed_token_types_loader",
                  "resource_exists"}  # fmt: skip
-    wiring = {"init_app", "service", "dispose_connections"}
+    wiring = {"init_app", "service", "dispose_connections", "document_openapi"}
     public = {name for name in vars(AccessTokens) if not name.startswith("_")}
     assert public == covered | callbacks | wiring
 

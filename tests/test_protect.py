@@ -348,12 +348,61 @@ def test_optional_auth_with_a_valid_token(tokens: AccessTokens, client: Any, sec
     assert response.get_json() == {"token": tokens.list_tokens("acme", repository="api")[0].id}
 
 
-def test_optional_auth_still_refuses_a_bad_token(client: Any, secret: str) -> None:
-    response = client.get("/optional/acme/api", headers=bearer("garbage"))
+@pytest.mark.parametrize(
+    "headers",
+    [bearer(tokenformat.generate("bbat")), bearer("bbat_garbage"), basic("garbage")],
+    ids=["unknown", "malformed", "basic"],
+)
+def test_optional_auth_still_refuses_a_bad_token(
+    client: Any, secret: str, headers: dict[str, str]
+) -> None:
+    response = client.get("/optional/acme/api", headers=headers)
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == INVALID
     wrong = client.get("/optional/acme/lib", headers=bearer(secret))
     assert wrong.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        bearer("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"),  # a JWT
+        bearer("garbage"),
+        bearer("a b, c"),  # unreadable, but not in the extension's format
+        {"Authorization": "Bearer"},
+        basic("hunter2", username="alice"),
+        {"Authorization": "Basic !!!not base64"},
+        {"Authorization": "Digest username=alice"},
+    ],
+    ids=["jwt", "other-bearer", "unreadable-bearer", "bare-bearer", "user", "bad-basic", "digest"],
+)
+def test_optional_auth_leaves_the_apps_own_credentials_alone(
+    client: Any, headers: dict[str, str]
+) -> None:
+    """Other credentials are the app's login to judge: the view runs as
+    anonymous, with no challenge and no scope headers."""
+    response = client.get("/optional/acme/api", headers=headers)
+    assert response.status_code == 200
+    assert response.get_json() == {"token": None}
+    assert "WWW-Authenticate" not in response.headers
+    assert "X-OAuth-Scopes" not in response.headers
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "challenge"),
+    [
+        (bearer("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"), 401, INVALID),
+        (bearer("garbage"), 401, INVALID),
+        (basic("hunter2", username="alice"), 401, 'Bearer realm="api"'),
+    ],
+    ids=["jwt", "other-bearer", "user"],
+)
+def test_required_auth_answers_other_credentials_as_before(
+    client: Any, headers: dict[str, str], status: int, challenge: str
+) -> None:
+    response = client.get("/repositories/acme/api", headers=headers)
+    assert response.status_code == status
+    assert response.headers["WWW-Authenticate"] == challenge
 
 
 def test_verify_token_in_request_builds_custom_checks(app: Flask, secret: str) -> None:

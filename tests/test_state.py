@@ -23,13 +23,13 @@ SECRET = tokenformat.generate("bbat")
 
 def bare_app(**config: Any) -> Flask:
     app = Flask(__name__)
-    app.config.update({"SQLALCHEMY_DATABASE_URI": "sqlite://", **config})
+    app.config.update({"SQLALCHEMY_DATABASE_URI": "sqlite://", "SECRET_KEY": "init", **config})
     return app
 
 
 @pytest.fixture
 def made() -> Iterator[tuple[Flask, AccessTokens]]:
-    """An app with the extension and no ``SECRET_KEY`` yet."""
+    """An app with the extension, its ``SECRET_KEY`` not used yet."""
     app = bare_app()
     db = SQLAlchemy(app)
     tokens = AccessTokens(app, db=db)
@@ -95,10 +95,11 @@ def test_digest_keys_setting_wins_over_secret_key() -> None:
     assert Digester(["app key"]).digest(SECRET) not in candidates
 
 
-def test_no_key_at_all_fails_on_first_use_saying_what_is_missing(
+def test_a_key_removed_after_init_app_fails_on_first_use_saying_what_is_missing(
     made: tuple[Flask, AccessTokens],
 ) -> None:
     app, _ = made
+    app.config["SECRET_KEY"] = None
     with pytest.raises(RuntimeError, match="SECRET_KEY"):
         app_state(app).digester  # noqa: B018 - the property is the test
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from flask import request
 from helpers import basic
 from helpers import bearer
 from werkzeug.exceptions import BadRequest
@@ -145,12 +146,12 @@ SECRET = tokenformat.generate("bbat")
     "headers",
     [
         bearer(SECRET),
-        bearer("not even a token"),
-        {"Authorization": "Bearer"},
+        bearer("bbat_not even a token"),
+        bearer(SECRET.upper()),
         basic(SECRET),
-        {"Authorization": "Basic !!!not base64"},
+        basic("not even a token"),
     ],
-    ids=["bearer", "bearer-garbage", "bearer-empty", "basic", "basic-garbage"],
+    ids=["bearer", "bearer-garbage", "bearer-mangled", "basic", "basic-garbage"],
 )
 def test_token_bearing_requests_are_refused_before_the_loader_is_asked(
     app: Flask, tokens: AccessTokens, headers: dict[str, str]
@@ -171,6 +172,35 @@ def test_token_bearing_requests_are_refused_before_the_loader_is_asked(
     # The same loader does answer a request without a token.
     assert client.get(API).status_code == 200
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        bearer("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"),  # a JWT
+        bearer("not even a token"),
+        {"Authorization": "Bearer"},
+        basic("hunter2", username="alice"),
+        {"Authorization": "Basic !!!not base64"},
+    ],
+    ids=["jwt", "other-bearer", "bare-bearer", "user", "bad-basic"],
+)
+def test_the_apps_own_credentials_reach_the_loader(
+    app: Flask, tokens: AccessTokens, headers: dict[str, str]
+) -> None:
+    """Only the extension's credentials count as a token: a user signed in
+    with a JWT or Basic credentials is the loader's to judge."""
+    seen: list[str | None] = []
+
+    @tokens.manager_loader
+    def manager(resource: Resource) -> str | None:
+        seen.append(request.headers.get("Authorization"))
+        return "alice" if request.headers.get("Authorization") == headers["Authorization"] else None
+
+    client = app.test_client()
+    assert client.get(API, headers=headers).status_code == 200
+    assert client.get(API).status_code == 403  # the loader said no
+    assert seen == [headers["Authorization"], None]
 
 
 def test_basic_with_another_username_is_not_a_token(app: Flask) -> None:
