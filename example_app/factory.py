@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
+from datetime import timezone
 from typing import Any
 
 from flask import Flask
@@ -63,7 +64,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(pages.bp)
     notices.init_app(app)
     app.register_error_handler(HTTPException, bitbucket.handle_http_error)
-    app.jinja_env.globals.update(current_user=auth.current_user)
+    app.jinja_env.globals.update(current_user=auth.current_user, utc=timezone.utc)
     app.after_request(refuse_framing)
 
     # Before CSRFProtect's own check, which runs in registration order.

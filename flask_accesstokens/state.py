@@ -40,6 +40,7 @@ ProjectLoader = Callable[[str, str], "str | None | Awaitable[str | None]"]
 ManagerLoader = Callable[[Resource], "str | None | Awaitable[str | None]"]
 TypesLoader = Callable[[str], "Iterable[str] | Awaitable[Iterable[str]]"]
 ExistsLoader = Callable[[Resource], "bool | Awaitable[bool]"]
+UnauthorizedHandler = Callable[[Resource], Any]
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Callbacks:
     manager_loader: ManagerLoader | None = None
     allowed_types_loader: TypesLoader | None = None
     resource_exists: ExistsLoader | None = None
+    unauthorized_handler: UnauthorizedHandler | None = None
 
 
 class AppState:
