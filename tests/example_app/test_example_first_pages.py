@@ -1,0 +1,90 @@
+"""What a newcomer meets first on the pages: the sign-in form, the way from
+an access-token page to sign in, and a repository page that shows its code."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from urllib.parse import parse_qs
+from urllib.parse import urlsplit
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from gitwork import commit_on
+
+Login = Callable[[str], None]
+Csrf = Callable[[], str]
+
+ADMIN_PAGES = [
+    "/admin/repositories/acme/api/access-tokens",
+    "/admin/repositories/acme/api/access-tokens/new",
+    "/admin/workspaces/acme/projects/API/access-tokens",
+    "/admin/workspaces/acme/access-tokens/all?state=active",
+]
+
+
+def test_sign_in_form_has_labels_above_styled_fields(host_client: FlaskClient) -> None:
+    page = host_client.get("/login").text
+    for field in ("username", "password"):
+        assert re.search(rf'<label for="{field}">\w+</label>\s*<input id="{field}"', page)
+    assert '<button type="submit" class="button">Sign in</button>' in page
+    assert "demo-credentials" not in page  # not outside the demo
+
+
+def test_demo_shows_its_credentials(host_app: Flask, host_client: FlaskClient) -> None:
+    host_app.config["EXAMPLE_DEMO"] = True
+    page = host_client.get("/login").text
+    assert 'id="demo-credentials"' in page
+    assert "<strong>alice</strong>" in page and "<strong>demo</strong>" in page
+
+
+def test_wrong_password_keeps_the_username(host_client: FlaskClient, csrf: Csrf) -> None:
+    response = host_client.post(
+        "/login", data={"username": "alice", "password": "nope", "csrf_token": csrf()}
+    )
+    assert response.status_code == 401
+    assert 'value="alice"' in response.text
+    assert "Wrong username or password." in response.text
+
+
+@pytest.mark.parametrize("path", ADMIN_PAGES)
+def test_signed_out_admin_page_leads_to_sign_in_and_back(
+    host_client: FlaskClient, csrf: Csrf, path: str
+) -> None:
+    response = host_client.get(path)
+    assert response.status_code == 302
+    target = urlsplit(response.location)
+    assert target.path == "/login" and parse_qs(target.query) == {"next": [path]}
+    signed_in = host_client.post(
+        response.location, data={"username": "alice", "password": "demo", "csrf_token": csrf()}
+    )
+    assert signed_in.status_code == 302 and signed_in.location == path
+    assert host_client.get(path).status_code == 200
+
+
+def test_member_without_rights_still_gets_403(host_client: FlaskClient, login: Login) -> None:
+    login("bob")
+    assert host_client.get(ADMIN_PAGES[0]).status_code == 403
+
+
+def test_repository_page_shows_branches_commits_and_the_way_back(
+    host_app: Flask, host_client: FlaskClient, login: Login
+) -> None:
+    head = commit_on(host_app, "acme", "api", "feature", files={"f.txt": "f\n"}, message="Add f")
+    login("bob")
+    page = host_client.get("/acme/api").text
+    branches = page[page.index('id="branches"') : page.index("</table>")]
+    assert "<code>feature</code>" in branches and "<code>main</code>" in branches
+    assert f"<code>{head[:7]}</code> Add f" in branches
+    commits = page[page.index('id="commits"') :]
+    assert commits.index("Add f") < commits.index("Initial commit")
+    assert 'href="/acme/">Acme Corp</a>' in page  # back to the workspace
+
+
+def test_token_list_links_back_to_settings_once(host_client: FlaskClient, login: Login) -> None:
+    login("alice")
+    listing = host_client.get(ADMIN_PAGES[0]).text
+    assert listing.count("← Settings of") == 1
+    form = host_client.get(ADMIN_PAGES[1]).text
+    assert "← Settings of" not in form and form.count("←") == 1
