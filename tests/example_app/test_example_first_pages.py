@@ -3,6 +3,7 @@ an access-token page to sign in, and a repository page that shows its code."""
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable
 from urllib.parse import parse_qs
@@ -88,3 +89,25 @@ def test_token_list_links_back_to_settings_once(host_client: FlaskClient, login:
     assert listing.count("← Settings of") == 1
     form = host_client.get(ADMIN_PAGES[1]).text
     assert "← Settings of" not in form and form.count("←") == 1
+
+
+def test_reveal_page_curl_line_runs_as_shown(host_client: FlaskClient, login: Login) -> None:
+    """The reveal page's example is a whole command: with the secret in place
+    of <token>, it answers with the token itself."""
+    login("alice")
+    form = host_client.get(ADMIN_PAGES[1]).text
+    fields = dict(re.findall(r'name="(csrf_token|form_id)" value="([^"]+)"', form))
+    revealed = host_client.post(
+        ADMIN_PAGES[1],
+        data={**fields, "name": "Shown once", "scopes": "repository"},
+    ).text
+    secret = re.search(r'id="token-secret"[^>]*>([^<]+)<', revealed)
+    line = re.search(r'<pre class="accesstokens-code">(curl [^<]+)</pre>', revealed)
+    assert secret is not None and line is not None
+    command = html.unescape(line.group(1))
+    assert "…" not in command
+    url = command.rsplit(" ", 1)[1]
+    assert command == f'curl -H "Authorization: Bearer <token>" {url}'
+    answer = host_client.get(url, headers={"Authorization": f"Bearer {secret.group(1)}"})
+    assert answer.status_code == 200
+    assert answer.get_json()["name"] == "Shown once"
