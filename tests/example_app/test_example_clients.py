@@ -157,3 +157,17 @@ def test_repositories_each(live_server: str, mint: Mint) -> None:
     one = cloud(live_server, mint("repository", repository="web"))
     assert [r.slug for r in one.repositories.each()] == ["web"]
     assert list(one.repositories.each(after="2999-01-01T00:00:00Z")) == []
+
+
+def test_the_demos_workspace_token_reads(host_app: Flask, live_server: str) -> None:
+    """What the issue saw fail: the demo's workspace token could list members
+    and nothing else. With ``repository`` beside its admin scopes it reads."""
+    from example_app import demo
+
+    with host_app.app_context():
+        secret = demo.create_demo_tokens().workspace.secret
+    client = cloud(live_server, secret)
+    workspace = client.workspaces.get("acme")
+    assert sorted(r.slug for r in workspace.repositories.each()) == ["api", "lib", "web"]
+    assert client.repositories.get("acme", "web").slug == "web"
+    assert {m.user["display_name"] for m in workspace.members.each()} >= {"Alice Admin"}
