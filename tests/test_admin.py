@@ -336,7 +336,7 @@ def test_resubmitting_create_makes_no_second_token(alice: Any, tokens: AccessTok
     assert again.headers["Location"] == f"{REPO}?notice=resubmitted"
     assert len(tokens.list_tokens("acme", repository="api")) == 1
     listing = alice.get(again.headers["Location"])
-    assert "This form was already submitted." in listing.text
+    assert "This form was already submitted, so nothing new was created." in listing.text
     assert "if you lost it, rotate or revoke the token" in listing.text
     assert_nowhere_in(listing, secret)
     assert_nowhere_in(again, secret)
