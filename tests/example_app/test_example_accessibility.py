@@ -92,10 +92,12 @@ PAGES = [
     ("alice", "resubmitted", f"{ADMIN}?notice=resubmitted"),
     ("alice", "overview", f"{WORKSPACE_ADMIN}/all"),
     ("alice", "overview-errors", f"{WORKSPACE_ADMIN}/all?unused_days=x"),
-    ("alice", "not-found", f"{ADMIN}/no-such-token/revoke"),
+    ("alice", "token-not-found", f"{ADMIN}/no-such-token/revoke"),
     ("bob", "member-home", "/"),
     ("bob", "member-repository", "/acme/api"),
     ("bob", "forbidden-tokens", ADMIN),
+    ("bob", "forbidden-settings", "/acme/api/admin"),
+    ("bob", "not-found", "/acme/nope"),
 ]
 
 AXE_RUN = """async () => {

@@ -111,3 +111,26 @@ def test_reveal_page_curl_line_runs_as_shown(host_client: FlaskClient, login: Lo
     answer = host_client.get(url, headers={"Authorization": f"Bearer {secret.group(1)}"})
     assert answer.status_code == 200
     assert answer.get_json()["name"] == "Shown once"
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "advice"),
+    [
+        ("/acme/api/admin", 403, "Ask a workspace admin"),
+        ("/acme/nope", 404, "start again from your workspaces"),
+    ],
+)
+def test_error_pages_keep_the_layout_and_say_what_to_do(
+    host_client: FlaskClient, login: Login, path: str, status: int, advice: str
+) -> None:
+    login("bob")
+    response = host_client.get(path)
+    assert response.status_code == status
+    assert "Example code host" in response.text and "Sign out" in response.text
+    assert advice in response.text
+    assert 'href="/">Your workspaces</a>' in response.text
+
+
+def test_api_errors_stay_json(host_client: FlaskClient) -> None:
+    response = host_client.get("/2.0/nothing-here")
+    assert response.status_code == 404 and response.is_json
