@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -210,3 +211,59 @@ def test_the_check_can_fail(pages: dict[str | None, Any]) -> None:
     found = {v["id"]: v["impact"] for v in page.evaluate(AXE_RUN)}
     assert found.get("image-alt") in FAILING
     assert found.get("label") in FAILING
+
+
+#: The extension's own layout (its ``accesstokens/base.html``, not overridden),
+#: in the test app of tests/test_admin.py with the pages at /settings.
+STANDALONE = "/settings/repositories/acme/api/access-tokens"
+STANDALONE_PAGES = {
+    "list": STANDALONE,
+    "new": f"{STANDALONE}/new",
+    "reveal": f"{STANDALONE}/new",
+    "confirm-revoke": STANDALONE,
+    "overview": "/settings/workspaces/acme/access-tokens/all",
+    "forbidden": "/settings/repositories/hobby/notes/access-tokens?as=nobody",
+}
+
+
+@pytest.fixture(scope="module")
+def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from test_admin import make_admin_app  # the root tests' helper app
+    from werkzeug.serving import make_server
+
+    from flask_accesstokens import AccessTokens
+
+    folder = tmp_path_factory.mktemp("standalone")
+    app, db, tokens = make_admin_app(f"sqlite:///{folder / 'admin.sqlite'}")
+    with app.app_context():
+        tokens.create_token(
+            name="Deploy", workspace="acme", repository="api", scopes=["repository"]
+        )
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+        with app.app_context():
+            AccessTokens.dispose_connections()
+            db.engine.dispose()
+
+
+@pytest.mark.parametrize("name", list(STANDALONE_PAGES))
+def test_admin_pages_in_their_own_layout(browser: Any, standalone: str, name: str) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(15_000)
+    try:
+        page = context.new_page()
+        if name != "forbidden":
+            page.goto(f"{standalone}/test-login?user=alice")
+        open_page(page, standalone, name, STANDALONE_PAGES[name])
+        page.add_script_tag(content=AXE.read_text(encoding="utf-8"))
+        failing = [v for v in page.evaluate(AXE_RUN) if v["impact"] in FAILING]
+        assert not failing, failing
+    finally:
+        context.close()
