@@ -134,3 +134,20 @@ def test_error_pages_keep_the_layout_and_say_what_to_do(
 def test_api_errors_stay_json(host_client: FlaskClient) -> None:
     response = host_client.get("/2.0/nothing-here")
     assert response.status_code == 404 and response.is_json
+
+
+@pytest.mark.parametrize(
+    ("path", "back"),
+    [
+        ("/acme/api/admin", "/acme/api"),
+        ("/acme/workspace/projects/API/settings", "/acme/workspace/projects/API"),
+        ("/acme/workspace/settings", "/acme/"),
+    ],
+)
+def test_settings_pages_link_back(
+    host_client: FlaskClient, login: Login, path: str, back: str
+) -> None:
+    login("alice")
+    page = host_client.get(path).text
+    assert f'<p class="breadcrumbs"><a href="{back}">←' in page
+    assert 'class="button button-danger"' in page
