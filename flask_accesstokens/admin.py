@@ -6,9 +6,9 @@ a Flask-WTF CSRF token. A secret is shown once, in the response to the POST
 that made it, and never leaves the server otherwise: not in a URL, not in the
 session (a cookie, with Flask's default session), not in the database. As
 that response is the result of a POST, the create and rotate forms also carry
-a one-time form id, remembered in the session; a reload or a back-and-forward
-that submits the form again finds it used up, creates nothing and lands on the
-token list with a notice. Templates live under ``accesstokens/``; override
+a one-time form id (``formids``), remembered in the session; a reload or a
+back-and-forward that submits the form again finds it used up, creates nothing
+and lands on the token list with a notice. Templates live under ``accesstokens/``; override
 ``accesstokens/base.html`` to put the pages inside your own layout.
 """
 
