@@ -50,6 +50,7 @@ PAGES = {
     "new-token": f"{REPO_TOKENS}/new",
     "reveal": f"{REPO_TOKENS}/new",
     "resubmitted": f"{REPO_TOKENS}?notice=resubmitted",
+    "overview": "/admin/workspaces/acme/access-tokens/all",
     "notifications": "/acme/workspace/notifications",
 }
 
@@ -74,6 +75,22 @@ MEASURE = """() => {
     recentClients: document.querySelectorAll(".accesstokens-clients").length,
     allowedIps: document.querySelectorAll(".accesstokens-allowed-ips").length,
     notifications: document.querySelectorAll(".notifications li").length,
+    // Where each token row's visible cells end: one border line, full width.
+    rowRights: [...document.querySelectorAll(".accesstokens-table tbody tr")].map(tr =>
+      Math.round(Math.max(...[...tr.cells]
+        .filter(td => style(td).display !== "none")
+        .map(td => box(td).right)))),
+    // The bottom edge of every control in the filter row: one baseline.
+    filterBottoms: [...document.querySelectorAll(
+      ".accesstokens-filters select, .accesstokens-filters input[type=number]," +
+      " .accesstokens-filters label:only-child, .accesstokens-filters button")]
+      .map(el => Math.round(box(el).bottom)),
+    filterTops: [...document.querySelectorAll(
+      ".accesstokens-filters select, .accesstokens-filters input[type=number]," +
+      " .accesstokens-filters label:only-child, .accesstokens-filters button")]
+      .map(el => Math.round(box(el).top)),
+    backLinks: [...document.querySelectorAll("main a")]
+      .filter(a => a.textContent.trim().startsWith("←")).length,
   };
 }"""
 
@@ -85,6 +102,7 @@ def seeded_app(folder: Path) -> Any:
             "SECRET_KEY": "screenshots",
             "SQLALCHEMY_DATABASE_URI": f"sqlite:///{folder / 'example.sqlite'}",
             "GIT_ROOT": str(folder / "git"),
+            "EXAMPLE_DEMO": True,  # the sign-in page shows the demo credentials
         }
     )
     with app.app_context():
@@ -104,6 +122,20 @@ def seeded_app(folder: Path) -> Any:
             created_by="alice",
         )
         tokens.revoke_token(old.token.id, revoked_by="alice")
+        # The workspace overview shows every kind of token.
+        tokens.create_token(
+            name="Release bot",
+            workspace="acme",
+            project="API",
+            scopes=["project", "pullrequest:write"],
+            created_by="alice",
+        )
+        tokens.create_token(
+            name="Audit",
+            workspace="acme",
+            scopes=["account", "repository"],
+            created_by="alice",
+        )
         # The owner controls: an allow list, recent clients, an expiry warning.
         now = datetime.now(timezone.utc)
         release = tokens.create_token(

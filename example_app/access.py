@@ -1,5 +1,6 @@
 """What the extension asks the app: where a repository lives, who may manage
-tokens, and which token types a workspace's plan includes.
+tokens, which token types a workspace's plan includes, and where a signed-out
+visitor of the access-token pages goes.
 
 The loaders are plain functions, registered by :func:`register_token_callbacks`
 from ``create_app``: what the extension asks is visible where the app is built,
@@ -7,6 +8,11 @@ and importing this module changes nothing.
 """
 
 from __future__ import annotations
+
+from flask import redirect
+from flask import request
+from flask import url_for
+from werkzeug.wrappers import Response
 
 from flask_accesstokens import AccessTokens
 from flask_accesstokens import Resource
@@ -26,6 +32,7 @@ def register_token_callbacks(tokens: AccessTokens) -> None:
     tokens.manager_loader(manager_of)
     tokens.allowed_token_types_loader(token_types_of)
     tokens.resource_exists(resource_exists)
+    tokens.unauthorized_handler(sign_in_first)
 
 
 def project_of(workspace: str, repository: str) -> str | None:
@@ -54,6 +61,15 @@ def manager_of(resource: Resource) -> str | None:
     if not resource_exists(resource):
         return None
     return user.username
+
+
+def sign_in_first(resource: Resource) -> Response | None:
+    """A signed-out visitor of an access-token page is sent to sign in, and
+    back afterwards, as every other page of the app does. A signed-in user
+    who may not manage the resource keeps the 403."""
+    if current_user() is not None:
+        return None
+    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 
 
 def token_types_of(workspace: str) -> tuple[str, ...]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
+from datetime import datetime
+from datetime import timezone
 from pathlib import Path
 from typing import Any
 from typing import NoReturn
@@ -40,6 +42,7 @@ from .models import Pipeline
 from .models import PipelineVariable
 from .models import Project
 from .models import PullRequest
+from .models import PullRequestComment
 from .models import Repository
 from .models import Runner
 from .models import Webhook
@@ -511,6 +514,38 @@ def list_repositories(workspace: str) -> Response:
     return jsonify(bitbucket.paginate(repos, bitbucket.repository_json))
 
 
+@route_get("/repositories")
+@require_scope("repository", container=True)
+def list_all_repositories() -> Response:
+    """Bitbucket's list of every repository the caller can see. A token sees
+    those of its workspace that it reaches; ``after`` keeps those created on or
+    after a time, as on Bitbucket."""
+    after = request.args.get("after")
+    since = None
+    if after is not None:
+        try:
+            since = datetime.fromisoformat(after.replace("Z", "+00:00"))
+        except ValueError:
+            invalid("after must be an ISO 8601 time.", after="Not an ISO 8601 time.")
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=timezone.utc)
+    ws = workspace_or_404(current_token.workspace)
+    repos = [
+        repo
+        for project in ws.projects
+        for repo in project.repositories
+        if current_token.reaches(ws.slug, repository=repo.slug)
+        and (since is None or as_utc(repo.created_on) >= since)
+    ]
+    repos.sort(key=lambda repo: (repo.created_on, repo.slug))
+    return jsonify(bitbucket.paginate(repos, bitbucket.repository_json))
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite gives back naive datetimes: they were stored as UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
 @route_get("/workspaces/<workspace>/projects")
 @require_scope("project", container=True)
 def list_projects(workspace: str) -> Response:
@@ -702,8 +737,38 @@ def pull_request_diff(workspace: str, repo_slug: str, pull_request_id: int) -> R
 @route_get(f"{REPO}/pullrequests/<int:pull_request_id>/comments")
 @require_scope("pullrequest")
 def list_pull_request_comments(workspace: str, repo_slug: str, pull_request_id: int) -> Response:
-    pull_request_or_404(repository_or_404(workspace, repo_slug), pull_request_id)
-    return empty_page()
+    """Oldest first, as Bitbucket sorts them."""
+    pr = pull_request_or_404(repository_or_404(workspace, repo_slug), pull_request_id)
+    return jsonify(bitbucket.paginate(pr.comments, bitbucket.comment_json))
+
+
+@route_post(f"{REPO}/pullrequests/<int:pull_request_id>/comments")
+@require_scope("pullrequest")
+def create_pull_request_comment(workspace: str, repo_slug: str, pull_request_id: int) -> Any:
+    """Bitbucket lets whoever may read a pull request comment on it:
+    ``pullrequest`` suffices. The body is ``{"content": {"raw": "..."}}``."""
+    pr = pull_request_or_404(repository_or_404(workspace, repo_slug), pull_request_id)
+    data = json_object()
+    content = data.get("content")
+    if not isinstance(content, dict):
+        invalid("content is required.", content="This field is required.")
+    raw = text_field(content, "raw", required=True)
+    comment = PullRequestComment(pull_request=pr, raw=raw, author=actor())
+    db.session.add(comment)
+    db.session.commit()
+    return created(bitbucket.comment_json(comment))
+
+
+@route_get(f"{REPO}/pullrequests/<int:pull_request_id>/comments/<int:comment_id>")
+@require_scope("pullrequest")
+def get_pull_request_comment(
+    workspace: str, repo_slug: str, pull_request_id: int, comment_id: int
+) -> Response:
+    pr = pull_request_or_404(repository_or_404(workspace, repo_slug), pull_request_id)
+    for comment in pr.comments:
+        if comment.id == comment_id:
+            return jsonify(bitbucket.comment_json(comment))
+    abort(404, description="Comment not found.")
 
 
 @route_get(f"{REPO}/pullrequests/<int:pull_request_id>/activity")

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from flask import abort
 from flask import Blueprint
+from flask import current_app
 from flask import g
 from flask import redirect
 from flask import render_template
@@ -38,6 +39,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # Checked against when the username is unknown, so timing does not tell which names exist.
 _DUMMY_HASH = generate_password_hash("not a password")
+
+#: A longer name typed into the form is not shown back whole.
+MAX_USERNAME_SHOWN = 150
 
 #: Longer ``next`` targets are not links anyone clicked; they go home instead.
 MAX_NEXT_LENGTH = 2048
@@ -116,6 +120,7 @@ def refuse_access_tokens() -> None:
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> str | Response | tuple[str, int]:
     error = None
+    username = ""
     if request.method == "POST":
         username = request.form.get("username", "")
         password = request.form.get("password", "")
@@ -128,8 +133,23 @@ def login() -> str | Response | tuple[str, int]:
         error = "Wrong username or password."
     # Only a target that would be followed is carried into the form.
     next_target = local_redirect_target(request.args.get("next"))
-    page = render_template("login.html", error=error, next=next_target)
+    page = render_template(
+        "login.html",
+        error=error,
+        next=next_target,
+        # A wrong password keeps the name typed, as every sign-in form does.
+        username=username[:MAX_USERNAME_SHOWN],
+        demo=current_app.config.get("EXAMPLE_DEMO", False),
+        demo_password=demo_password(),
+    )
     return (page, 401) if error else page
+
+
+def demo_password() -> str:
+    # Imported here: the seed hashes passwords with this module.
+    from .seed import DEMO_PASSWORD
+
+    return DEMO_PASSWORD
 
 
 @bp.post("/logout")

@@ -20,6 +20,7 @@ from uuid import uuid5
 from flask import abort
 from flask import request
 from flask import url_for
+from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
@@ -33,6 +34,7 @@ from .models import Pipeline
 from .models import PipelineVariable
 from .models import Project
 from .models import PullRequest
+from .models import PullRequestComment
 from .models import Repository
 from .models import Runner
 from .models import Webhook
@@ -298,7 +300,7 @@ def pull_request_json(pr: PullRequest) -> dict[str, Any]:
         "source": pull_request_endpoint(repo, pr.source_branch),
         "destination": pull_request_endpoint(repo, pr.destination_branch),
         "close_source_branch": False,
-        "comment_count": 0,
+        "comment_count": len(pr.comments),
         "task_count": 0,
         "reason": "",
         "participants": [participant_json(approval) for approval in pr.approvals],
@@ -315,6 +317,39 @@ def pull_request_json(pr: PullRequest) -> dict[str, Any]:
             "activity": href("api.list_pull_request_activity", **where),
             "merge": href("api.merge_pull_request", **where),
             "decline": href("api.decline_pull_request", **where),
+        },
+    }
+
+
+def comment_json(comment: PullRequestComment) -> dict[str, Any]:
+    """Bitbucket's ``pullrequest_comment``: a ``comment`` (raw Markdown with
+    its rendering) plus the pull request it is on."""
+    pr = comment.pull_request
+    repo = pr.repository
+    where = {"workspace": repo.workspace.slug, "repo_slug": repo.slug, "pull_request_id": pr.number}
+    return {
+        "type": "pullrequest_comment",
+        "id": comment.id,
+        "created_on": iso(comment.created_on),
+        "updated_on": iso(comment.updated_on),
+        "content": {
+            "type": "rendered",
+            "raw": comment.raw,
+            "markup": "markdown",
+            "html": f"<p>{escape(comment.raw)}</p>",
+        },
+        "user": user_ref(comment.author),
+        "deleted": False,
+        "pending": False,
+        "pullrequest": {
+            "type": "pullrequest",
+            "id": pr.number,
+            "title": pr.title,
+            "links": {"self": href("api.get_pull_request", **where)},
+        },
+        "links": {
+            "self": href("api.get_pull_request_comment", **where, comment_id=comment.id),
+            "html": href("pages.pull_request", **where, _anchor=f"comment-{comment.id}"),
         },
     }
 

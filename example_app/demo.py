@@ -67,10 +67,12 @@ def create_demo_tokens() -> DemoTokens:
             scopes=["project", "pullrequest"],
             created_by="alice",
         ),
+        # Admin scopes include no read (Bitbucket's rule): ``repository`` is
+        # what lets this token list, read and clone every repository.
         workspace=tokens.create_token(
             name=f"Demo workspace admin {stamp}",
             workspace="acme",
-            scopes=["account", "project:admin", "repository:admin"],
+            scopes=["account", "project:admin", "repository", "repository:admin"],
             created_by="alice",
         ),
     )
@@ -102,6 +104,18 @@ def story(demo: DemoTokens) -> tuple[list[Step], list[Step]]:
         ),
         Step(
             "200: the workspace token lists members", workspace, "/2.0/workspaces/acme/members", 200
+        ),
+        Step(
+            "200: ...and every repository in acme",
+            workspace,
+            "/2.0/repositories/acme",
+            200,
+        ),
+        Step(
+            "403: it is bound to acme, not hobby",
+            workspace,
+            "/2.0/workspaces/hobby/members",
+            403,
         ),
     ]
     after = [Step("401: a revoked token is dead at once", repo, "/2.0/repositories/acme/api", 401)]
@@ -161,9 +175,12 @@ def instructions(base_url: str, demo: DemoTokens) -> str:
         f"      scopes {' '.join(demo.project.token.scopes)}",
         f"  workspace  acme       {demo.workspace.secret}",
         f"      scopes {' '.join(demo.workspace.token.scopes)}",
+        "      (admin scopes include no read access: repository is what lets it read and clone)",
         "",
         "# git over HTTP with the repository token",
         f"git clone http://x-token-auth:{demo.repository.secret}@{host}/acme/api.git",
+        "# ...and with the workspace token, any repository in acme",
+        f"git clone http://x-token-auth:{demo.workspace.secret}@{host}/acme/web.git",
         "",
         *(curl(base_url, step) + "\n" for step in before),
         "# revoke the repository token...",
@@ -197,6 +214,7 @@ def demo_command(port: int) -> None:
             f"Choose a free one with --port, e.g. --port {port + 1 if port < 65535 else 5001}."
         )
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app.config["EXAMPLE_DEMO"] = True  # the sign-in page shows the demo credentials
     seed_demo()
     click.echo(instructions(f"http://{HOST}:{port}", create_demo_tokens()))
     serve(app, port)

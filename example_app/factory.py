@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
+from datetime import timezone
 from typing import Any
 
 from flask import Flask
@@ -13,7 +14,7 @@ from werkzeug.wrappers import Response
 
 from . import api
 from . import auth
-from . import bitbucket
+from . import errorpages
 from . import git_http
 from . import notices
 from . import pages
@@ -62,8 +63,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(settings.bp)
     app.register_blueprint(pages.bp)
     notices.init_app(app)
-    app.register_error_handler(HTTPException, bitbucket.handle_http_error)
-    app.jinja_env.globals.update(current_user=auth.current_user)
+    app.register_error_handler(HTTPException, errorpages.handle_http_error)
+    app.jinja_env.globals.update(current_user=auth.current_user, utc=timezone.utc)
     app.after_request(refuse_framing)
 
     # Before CSRFProtect's own check, which runs in registration order.

@@ -33,7 +33,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.exceptions import Unauthorized
 from werkzeug.wrappers import Response
 
+from flask_accesstokens import InsufficientScope
 from flask_accesstokens import verify_token_in_request
+from flask_accesstokens import WrongResource
 
 from .gitrepos import git_env
 from .gitrepos import git_root
@@ -97,7 +99,13 @@ def smart_http(workspace: str, repo_slug: str, git_path: str) -> Response:
     except Unauthorized as error:
         return challenge(error.description or "Authentication required.")
     except Forbidden as error:
-        return Response((error.description or "Forbidden") + "\n", 403, mimetype="text/plain")
+        # git shows a text/plain error body as "remote: ..." lines: say
+        # plainly what is wrong, and for a missing scope which one git needs.
+        message = error.description or "Forbidden"
+        if isinstance(error, InsufficientScope) and not isinstance(error, WrongResource):
+            needs = "git push needs" if service == PUSH else "git clone and fetch need"
+            message += f" {needs} the {scope} scope."
+        return Response(message + "\n", 403, mimetype="text/plain")
     assert token is not None
     path = repository_path(workspace, repo_slug)
     if find_repository(workspace, repo_slug) is None or not (path / "HEAD").is_file():

@@ -171,6 +171,28 @@ class PullRequest(Model):
     approvals: Mapped[list[Approval]] = relationship(
         back_populates="pull_request", cascade="all, delete-orphan", order_by="Approval.id"
     )
+    comments: Mapped[list[PullRequestComment]] = relationship(
+        back_populates="pull_request",
+        cascade="all, delete-orphan",
+        order_by="PullRequestComment.id",
+    )
+
+
+class PullRequestComment(Model):
+    """A comment on a pull request, in Bitbucket's raw (Markdown) form."""
+
+    __tablename__ = "pull_request_comments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pull_request_id: Mapped[int] = mapped_column(ForeignKey("pull_requests.id"))
+    raw: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(255))
+    created_on: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_on: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+    pull_request: Mapped[PullRequest] = relationship(back_populates="comments")
 
 
 class Approval(Model):

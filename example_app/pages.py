@@ -8,6 +8,7 @@ from flask import render_template
 from flask import url_for
 from werkzeug.wrappers import Response
 
+from . import gitrepos
 from .auth import current_user
 from .auth import login_required
 from .models import find_project
@@ -19,6 +20,9 @@ from .models import role_in
 from .models import Workspace
 
 bp = Blueprint("pages", __name__)
+
+#: How many of the newest commits (of every branch) a repository page lists.
+RECENT_COMMITS = 10
 
 
 def visible_workspace(workspace: str) -> tuple[Workspace, str]:
@@ -72,7 +76,20 @@ def repository(workspace: str, repo_slug: str) -> str:
     if found is None:
         abort(404)
     clone_url = url_for("git.clone", workspace=workspace, repo_slug=found.slug, _external=True)
-    return render_template("repository.html", repo=found, role=role, clone_url=clone_url)
+    # Read from the bare repository on each visit, so a push shows at once.
+    path = gitrepos.repository_path(workspace, found.slug)
+    branches = gitrepos.branches(path)
+    commits = gitrepos.log(
+        path, [f"refs/heads/{b.name}" for b in branches], skip=0, limit=RECENT_COMMITS
+    )
+    return render_template(
+        "repository.html",
+        repo=found,
+        role=role,
+        clone_url=clone_url,
+        branches=branches,
+        commits=commits,
+    )
 
 
 @bp.get("/<workspace>/<repo_slug>/pull-requests/<int:pull_request_id>")

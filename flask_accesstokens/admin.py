@@ -6,15 +6,14 @@ a Flask-WTF CSRF token. A secret is shown once, in the response to the POST
 that made it, and never leaves the server otherwise: not in a URL, not in the
 session (a cookie, with Flask's default session), not in the database. As
 that response is the result of a POST, the create and rotate forms also carry
-a one-time form id, remembered in the session; a reload or a back-and-forward
-that submits the form again finds it used up, creates nothing and lands on the
-token list with a notice. Templates live under ``accesstokens/``; override
+a one-time form id (``formids``), remembered in the session; a reload or a
+back-and-forward that submits the form again finds it used up, creates nothing
+and lands on the token list with a notice. Templates live under ``accesstokens/``; override
 ``accesstokens/base.html`` to put the pages inside your own layout.
 """
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -31,13 +30,15 @@ from flask import make_response
 from flask import redirect
 from flask import render_template
 from flask import request
-from flask import session
 from flask import url_for
 from flask.blueprints import BlueprintSetupState
+from werkzeug.exceptions import Forbidden
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed
+from werkzeug.routing import BuildError
 from werkzeug.wrappers import Response
 
+from . import formids
 from . import words
 from .errors import PlanRestriction
 from .errors import TokenConflict
@@ -49,6 +50,7 @@ from .resources import Resource
 from .service import STATES
 from .service import TokenService
 from .servicebase import resource_of
+from .signin import unauthorized_response
 from .state import app_state
 from .web import describe
 from .web import LazyBlueprint
@@ -79,12 +81,6 @@ blueprint = LazyBlueprint(
     static_url_path="/accesstokens-static",
 )
 
-#: Session key of the form ids handed out and not yet submitted. It holds
-#: only these random ids, never a secret.
-FORM_IDS_KEY = "_accesstokens_form_ids"
-#: How many unsubmitted forms a session may have open at once; opening more
-#: forgets the oldest, which then count as already submitted.
-FORM_IDS_KEPT = 10
 PAGELEN = 50
 #: The largest form body the pages read, like the JSON API's bound.
 MAX_FORM_BODY = 64 * 1024
@@ -169,7 +165,13 @@ def _service() -> TokenService:
 
 def _managed() -> tuple[Resource, str]:
     resource = resource_from_view_args(request.view_args)
-    return resource, require_manager(resource)
+    try:
+        return resource, require_manager(resource)
+    except Forbidden:
+        answer = unauthorized_response(resource)  # e.g. the app's sign-in page
+        if answer is not None:
+            abort(answer)
+        raise
 
 
 def _token_of(resource: Resource, token_id: str) -> AccessToken:
@@ -202,30 +204,22 @@ def _csrf_field() -> str:
     return str(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"))
 
 
-def _issue_form_id() -> str:
-    """A fresh one-time id for a form that reveals a secret when submitted.
-    Templates call it as they render the form, so each rendering gets its own."""
-    form_id = secrets.token_urlsafe(16)
-    session[FORM_IDS_KEY] = [*_open_form_ids(), form_id][-FORM_IDS_KEPT:]
-    return form_id
-
-
-def _open_form_ids() -> list[str]:
-    ids = session.get(FORM_IDS_KEY)
-    return [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
-
-
 def _first_submission() -> bool:
-    """Use up the form id this POST carries. False when it has none or it was
-    used already: the browser is sending the form again (a reload of the
-    page that showed the secret, or back and forward), not the user."""
-    form_id = request.form.get("form_id", "")
-    open_ids = _open_form_ids()
-    if form_id not in open_ids:
-        return False
-    open_ids.remove(form_id)
-    session[FORM_IDS_KEY] = open_ids
-    return True
+    """Use up the form id this POST carries. False when it was used already:
+    the browser is sending the form again (a reload of the page that showed
+    the secret, or back and forward), not the user. A form id this server
+    never issued is a script posting the form: 400, saying nothing was made."""
+    submission = formids.use(request.form.get("form_id", ""))
+    if submission == "foreign":
+        abort(400, _FOREIGN_FORM)
+    return submission == "first"
+
+
+_FOREIGN_FORM = (
+    "Nothing was created: this form was not opened from this site's page (its one-time "
+    "form id is missing or was never issued here). Open the page and submit it from "
+    "there, or have scripts use the JSON API (POST .../access-tokens with a JSON body)."
+)
 
 
 def _already_submitted(resource: Resource) -> Response:
@@ -287,7 +281,8 @@ def _template_helpers() -> dict[str, Any]:
     return {
         "csrf_field": _csrf_field(),
         "csrf_token": generate_csrf,
-        "issue_form_id": _issue_form_id,
+        "issue_form_id": formids.issue,
+        "token_self_url": _token_self_url,
         "resource_url": resource_url,
         "token_url": token_url,
         "resource_of": resource_of,
@@ -381,6 +376,15 @@ def _page_arg() -> int:
     page = request.args.get("page", "1")
     ok = page.isascii() and page.isdigit()  # "²".isdigit() is True too
     return int(page) if ok and 0 < int(page) < 1_000_000 else 1
+
+
+def _token_self_url() -> str | None:
+    """A URL every token may GET (its own description), for the reveal page's
+    curl example; None when the JSON API is not mounted."""
+    try:
+        return url_for("accesstokens_api.self_get", _external=True)
+    except BuildError:
+        return None
 
 
 def _reveal(resource: Resource, token: AccessToken, secret: str, action: str) -> Response:

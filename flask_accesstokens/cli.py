@@ -12,8 +12,11 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
+from datetime import date
 from datetime import datetime
+from datetime import time
 from datetime import timedelta
+from datetime import timezone
 from typing import Any
 
 import click
@@ -66,8 +69,16 @@ def _echo_json(value: Any) -> None:
 
 
 def _parse_datetime(_ctx: Any, _param: Any, value: str | None) -> datetime | None:
+    """An ISO 8601 datetime with a timezone, or a date: 00:00 UTC that day,
+    as the admin form's date field means it."""
     if value is None:
         return None
+    try:
+        day = date.fromisoformat(value.strip())
+    except ValueError:
+        pass
+    else:
+        return datetime.combine(day, time(), tzinfo=timezone.utc)
     try:
         return parse_datetime(value)
     except ValueError as e:
@@ -131,7 +142,11 @@ def _echo_secret(secret: str, token: AccessToken, verb: str) -> None:
 @_resource_options
 @click.option("--name", required=True, help="What the token is for.")
 @click.option("--scope", "scopes", multiple=True, required=True, help="A scope; repeat for more.")
-@click.option("--expires-at", callback=_parse_datetime, help="ISO 8601 datetime with a timezone.")
+@click.option(
+    "--expires-at",
+    callback=_parse_datetime,
+    help="A date (2030-01-31: 00:00 UTC that day) or an ISO 8601 datetime with a timezone.",
+)
 @click.option(
     "--allowed-ip",
     "allowed_ips",

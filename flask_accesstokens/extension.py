@@ -306,6 +306,25 @@ class AccessTokens:
         self._callbacks.resource_exists = callback
         return callback
 
+    def unauthorized_handler(self, callback: C) -> C:
+        """Register ``callback(resource) -> response | None``, asked when
+        ``manager_loader`` refuses a visitor of an admin page. Return a
+        response (a redirect to the app's sign-in page, say) for a visitor who
+        is signed out, or None to keep the 403. Flask-Login apps::
+
+            @tokens.unauthorized_handler
+            def sign_in_first(resource):
+                if not current_user.is_authenticated:
+                    return login_manager.unauthorized()
+                return None
+
+        The JSON API never asks it: it answers 403.
+
+        .. versionadded:: 0.3
+        """
+        self._callbacks.unauthorized_handler = callback
+        return callback
+
     # -- the Python API: one to one onto the service ----------------------------------
 
     def create_token(

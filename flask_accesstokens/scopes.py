@@ -149,7 +149,9 @@ class ScopeCatalog:
             raise ValueError("scopes: at least one scope is required")
         for name in wanted:
             if not isinstance(name, str) or name not in self.scopes:
-                raise UnknownScopeError(f"scopes: unknown scope {name!r}")
+                close = difflib.get_close_matches(str(name), list(self.scopes), n=1, cutoff=0.5)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise UnknownScopeError(f"scopes: unknown scope {name!r}{hint}")
             types = self.scopes[name].token_types
             if types is not None and token_type not in types:
                 raise ValueError(f"scopes: a {token_type} token cannot hold {name!r}")

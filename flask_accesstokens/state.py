@@ -45,6 +45,7 @@ ParentLoader = Callable[[Resource], "str | None | Awaitable[str | None]"]
 ManagerLoader = Callable[[Resource], "str | None | Awaitable[str | None]"]
 TypesLoader = Callable[[str], "Iterable[str] | Awaitable[Iterable[str]]"]
 ExistsLoader = Callable[[Resource], "bool | Awaitable[bool]"]
+UnauthorizedHandler = Callable[[Resource], Any]
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Callbacks:
     manager_loader: ManagerLoader | None = None
     allowed_types_loader: TypesLoader | None = None
     resource_exists: ExistsLoader | None = None
+    unauthorized_handler: UnauthorizedHandler | None = None
 
 
 class AppState:

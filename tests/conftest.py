@@ -57,3 +57,19 @@ def tokens(app_parts: tuple[Flask, SQLAlchemy, AccessTokens]) -> AccessTokens:
 @pytest.fixture
 def client(app: Flask) -> Any:
     return app.test_client()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line per reason tests were skipped, with how many: "553 skipped"
+    alone does not say which service to start (``-rs`` lists every test)."""
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if not reasons:
+        return
+    terminalreporter.section("skipped, by reason", sep="-")
+    for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
+        terminalreporter.write_line(f"{count:5d}  {reason}")

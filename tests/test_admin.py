@@ -23,8 +23,8 @@ from jinja2 import DictLoader
 
 from flask_accesstokens import AccessTokens
 from flask_accesstokens import Resource
-from flask_accesstokens.admin import FORM_IDS_KEPT
-from flask_accesstokens.admin import FORM_IDS_KEY
+from flask_accesstokens.formids import KEPT as FORM_IDS_KEPT
+from flask_accesstokens.formids import SESSION_KEY as FORM_IDS_KEY
 from flask_accesstokens.models import AccessToken
 from flask_accesstokens.models import utcnow
 
@@ -319,9 +319,9 @@ def test_session_cookie_never_holds_the_secret(
     for value in (secret, new_secret):
         assert value not in raw
         assert value not in json.dumps(data)
-    # What the pages keep there: a few random form ids, nothing else.
+    # What the pages keep there: a few signed random form ids, nothing else.
     assert set(data) <= {"user", "csrf_token", FORM_IDS_KEY}
-    assert all(len(i) == 22 for i in data.get(FORM_IDS_KEY, []))
+    assert all(len(i) < 80 for i in data.get(FORM_IDS_KEY, []))
 
 
 def test_resubmitting_create_makes_no_second_token(alice: Any, tokens: AccessTokens) -> None:
@@ -336,7 +336,7 @@ def test_resubmitting_create_makes_no_second_token(alice: Any, tokens: AccessTok
     assert again.headers["Location"] == f"{REPO}?notice=resubmitted"
     assert len(tokens.list_tokens("acme", repository="api")) == 1
     listing = alice.get(again.headers["Location"])
-    assert "This form was already submitted." in listing.text
+    assert "This form was already submitted, so nothing new was created." in listing.text
     assert "if you lost it, rotate or revoke the token" in listing.text
     assert_nowhere_in(listing, secret)
     assert_nowhere_in(again, secret)
@@ -347,9 +347,17 @@ def test_form_without_an_open_form_id_creates_nothing(
 ) -> None:
     data = create_form(alice)
     missing = {k: v for k, v in data.items() if k != "form_id"}
-    for fields in (missing, {**data, "form_id": "made-up"}):
+    # A form id the server never issued: a script posting the form. It is
+    # told plainly that nothing was made, and where scripts should go.
+    for fields in (
+        missing,
+        {**data, "form_id": "made-up"},
+        {**data, "form_id": data["form_id"] + "x"},
+    ):
         response = alice.post(f"{REPO}/new", data=fields)
-        assert response.status_code == 303 and response.location.endswith("notice=resubmitted")
+        assert response.status_code == 400
+        assert "Nothing was created" in response.text and "JSON API" in response.text
+    assert tokens.list_tokens("acme", repository="api") == []
     # A form id belongs to the session that opened the form. (Dave's requests
     # get an app context of their own: Flask-WTF keeps the CSRF token in g.)
     ADMINS["acme"].add("dave")

@@ -76,14 +76,31 @@ def test_create_with_expiry(cli: Any, client: Any, db: SQLAlchemy) -> None:
     assert listed[0]["state"] == "expired"
 
 
+def test_expires_at_takes_a_date_as_midnight_utc(cli: Any) -> None:
+    """As the admin form's date field does: the token stops at 00:00 UTC that day."""
+    result = cli(
+        "create", "--workspace", "acme", "--repository", "api", "--name", "CI",
+        "--scope", "repository", "--expires-at", "2030-01-01", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["expires_at"] in (
+        "2030-01-01T00:00:00Z",
+        "2030-01-01T00:00:00+00:00",
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (("--repository", "api", "--scope", "nope"), "unknown scope"),
+        (
+            ("--repository", "api", "--scope", "repository:wirte"),
+            "did you mean 'repository:write'?",
+        ),
         (("--repository", "api", "--scope", "account"), "cannot hold"),
         (("--repository", "api", "--project", "API", "--scope", "repository"), "not both"),
         (
-            ("--repository", "api", "--scope", "repository", "--expires-at", "2999-01-01"),
+            ("--repository", "api", "--scope", "repository", "--expires-at", "2999-01-01T10:00"),
             "timezone",
         ),
         (("--repository", "api", "--scope", "repository", "--expires-at", "soon"), "ISO 8601"),

@@ -84,15 +84,18 @@ def test_readme_begins_with_the_two_commands() -> None:
     assert "--port" in README.split("## Install")[0]
 
 
-def test_readme_example_runs_as_documented(copy_of: object) -> None:
+def test_readme_example_runs_as_documented(
+    copy_of: object, caplog: pytest.LogCaptureFixture
+) -> None:
     folder, module = copy_of("readme")  # type: ignore[operator]
-    secret = run(folder, "create_token.py").strip()
+    secret, token_id = run(folder, "create_token.py").split()
     assert re.fullmatch(r"bbat_\w+", secret)
     client = module.app.test_client()
     bearer = {"Authorization": f"Bearer {secret}"}
 
     pushed = client.post("/repositories/acme/api/push", headers=bearer)
     assert pushed.status_code == 200
+    assert not [r for r in caplog.records if r.levelname == "WARNING"], "a warning on first use"
     assert pushed.get_json() == {"pushed_by": "CI"}
     assert '{"pushed_by":"CI"}' in README
 
@@ -106,6 +109,16 @@ def test_readme_example_runs_as_documented(copy_of: object) -> None:
     bad = client.post("/repositories/acme/api/push", headers={"Authorization": "Bearer bbat_x"})
     assert bad.status_code == 401
     assert 'error="invalid_token"' in bad.headers["WWW-Authenticate"]
+
+    # The README's revoke line, with the id create_token.py printed.
+    line = re.search(r"^\$ (flask --app app access-tokens revoke) \S+$", README, re.MULTILINE)
+    assert line is not None
+    args = [*shlex.split(line.group(1)), token_id]
+    revoked = subprocess.run(
+        [sys.executable, "-m", *args], cwd=folder, capture_output=True, text=True, timeout=120
+    )
+    assert revoked.returncode == 0, revoked.stderr
+    assert client.post("/repositories/acme/api/push", headers=bearer).status_code == 401
 
 
 # -- the quickstart ----------------------------------------------------------------

@@ -332,7 +332,7 @@ def test_every_public_method_is_covered_here() -> None:
     """A new Python API method must be added to the delegation table."""
     covered = {m for m, *_ in DELEGATION} | {"list_tokens", "audit_events"}
     callbacks = {"project_loader", "manager_loader", "allowed_token_types_loader",
-                 "resource_exists"}  # fmt: skip
+                 "resource_exists", "unauthorized_handler", "parent_loader"}  # fmt: skip
     wiring = {"init_app", "service", "dispose_connections", "document_openapi"}
     public = {name for name in vars(AccessTokens) if not name.startswith("_")}
     assert public == covered | callbacks | wiring

@@ -376,3 +376,15 @@ def test_closure_properties_on_the_default_catalog(a: set[str], b: set[str]) -> 
     assert catalog.closure(closure) == closure
     assert closure <= catalog.closure(a | b)
     assert closure == set().union(*(CLOSURES[s] for s in a if s in CLOSURES))
+
+
+def test_an_apps_own_catalog_starts_empty_and_keeps_its_order() -> None:
+    """docs/integrating.rst's custom scopes: only the app's, in its order."""
+    catalog = ScopeCatalog()
+    catalog.register("issues:read", label="Issues: Read")
+    catalog.register("issues:write", implies=["issues:read"], label="Issues: Write")
+    catalog.register("billing", token_types=["workspace"], label="Billing: Read")
+    assert [scope.name for scope in catalog] == ["issues:read", "issues:write", "billing"]
+    assert catalog.validate("repository", ["issues:write"]) == ("issues:write",)
+    with pytest.raises(ValueError, match="did you mean 'issues:write'"):
+        catalog.validate("repository", ["issue:write"])

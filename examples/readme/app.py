@@ -8,6 +8,8 @@ from flask_accesstokens import require_scope
 app = Flask(__name__)
 app.config["SECRET_KEY"] = "change me"
 app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///app.db"  # in the instance folder
+# No management JSON API until a manager_loader says who may manage tokens.
+app.config["ACCESSTOKENS_API_URL_PREFIX"] = None
 db = SQLAlchemy(app)
 tokens = AccessTokens(app, db=db)
 

@@ -10,3 +10,4 @@ with app.app_context():
         created_by="alice",
     )
 print(new.secret)  # bbat_...: the only time it exists outside the client
+print(new.token.id)  # public: what revoking it takes

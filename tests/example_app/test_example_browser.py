@@ -67,6 +67,28 @@ def test_copied_button_is_on_screen(facts: dict[str, dict[str, Any]], width: str
     assert measured["copiedRight"] <= measured["viewport"]
 
 
+def test_every_token_row_reaches_the_tables_edge(facts: dict[str, dict[str, Any]]) -> None:
+    """A revoked token (no actions) keeps its last cell on a desktop: its
+    bottom border is as long as the others'."""
+    rights = facts["tokens-desktop"]["rowRights"]
+    assert len(rights) >= 3 and len(set(rights)) == 1, rights
+
+
+@pytest.mark.parametrize("width", list(screenshots.WIDTHS))
+def test_overview_filters_share_a_baseline(facts: dict[str, dict[str, Any]], width: str) -> None:
+    bottoms = facts[f"overview-{width}"]["filterBottoms"]
+    assert len(bottoms) == 5
+    if width == "desktop":  # one row: every control ends on the same line
+        assert max(bottoms) - min(bottoms) <= 1, bottoms
+        tops = facts[f"overview-{width}"]["filterTops"]
+        assert max(tops) - min(tops) <= 1, tops
+
+
+@pytest.mark.parametrize("page", ["new-token", "tokens", "overview"])
+def test_one_back_link_per_page(facts: dict[str, dict[str, Any]], page: str) -> None:
+    assert facts[f"{page}-desktop"]["backLinks"] == 1
+
+
 def test_revoked_cards_have_no_actions_label(facts: dict[str, dict[str, Any]]) -> None:
     assert facts["tokens-phone"]["revokedActionsDisplay"] == "none"
 

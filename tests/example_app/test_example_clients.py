@@ -124,3 +124,50 @@ def test_the_token_as_its_own_user(live_server: str, mint: Mint) -> None:
     assert (user["type"], user["display_name"]) == ("user", "Deploy bot")
     workspaces = client.get("workspaces")
     assert [w["slug"] for w in workspaces["values"]] == ["acme"]
+
+
+def test_pull_request_comments(host_app: Flask, live_server: str, mint: Mint) -> None:
+    """``pr.comment()`` posts Bitbucket's body; the comment comes back in its shape."""
+    commit_on(host_app, "acme", "api", "feature", files={"c.txt": "c\n"}, message="Add c")
+    writer = cloud(live_server, mint("pullrequest:write", repository="api", name="Bot"))
+    writer.repositories.get("acme", "api").pullrequests.create("Feature", "feature")
+    reader = cloud(live_server, mint("pullrequest", repository="api", name="Reviewer"))
+    pr = reader.repositories.get("acme", "api").pullrequests.get(1)
+    answer = pr.comment("Looks good **to me**")
+    assert answer["type"] == "pullrequest_comment"
+    assert answer["content"]["raw"] == "Looks good **to me**"
+    assert answer["user"]["display_name"] == "Reviewer (access token)"
+    assert answer["pullrequest"]["id"] == 1
+    comments = list(pr.comments())
+    assert [c.raw for c in comments] == ["Looks good **to me**"]
+    assert reader.repositories.get("acme", "api").pullrequests.get(1).comment_count == 1
+    with pytest.raises(HTTPError) as refused:  # no pull request scope at all
+        cloud(live_server, mint("repository", repository="api")).repositories.get(
+            "acme", "api"
+        ).pullrequests.get(1)
+    assert refused.value.response.status_code == 403
+
+
+def test_repositories_each(live_server: str, mint: Mint) -> None:
+    """``repositories.each()`` lists what the token reaches, and nothing else."""
+    everything = cloud(live_server, mint("repository", name="Workspace reader"))
+    assert sorted(r.slug for r in everything.repositories.each()) == ["api", "lib", "web"]
+    project = cloud(live_server, mint("project", project="API"))
+    assert sorted(r.slug for r in project.repositories.each()) == ["api", "lib"]
+    one = cloud(live_server, mint("repository", repository="web"))
+    assert [r.slug for r in one.repositories.each()] == ["web"]
+    assert list(one.repositories.each(after="2999-01-01T00:00:00Z")) == []
+
+
+def test_the_demos_workspace_token_reads(host_app: Flask, live_server: str) -> None:
+    """What the issue saw fail: the demo's workspace token could list members
+    and nothing else. With ``repository`` beside its admin scopes it reads."""
+    from example_app import demo
+
+    with host_app.app_context():
+        secret = demo.create_demo_tokens().workspace.secret
+    client = cloud(live_server, secret)
+    workspace = client.workspaces.get("acme")
+    assert sorted(r.slug for r in workspace.repositories.each()) == ["api", "lib", "web"]
+    assert client.repositories.get("acme", "web").slug == "web"
+    assert {m.user["display_name"] for m in workspace.members.each()} >= {"Alice Admin"}

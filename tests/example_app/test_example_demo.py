@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.cookiejar
+import json
 import os
 import re
 import shlex
@@ -10,6 +12,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,6 +58,10 @@ def test_walkthrough(host_app: Flask, host_client: FlaskClient) -> None:
         response = host_client.get(step.path, headers={"Authorization": f"Bearer {step.token}"})
         assert response.status_code == step.status, step.explanation
     assert [s.status for s in before + after][:3] + [after[-1].status] == [200, 403, 403, 401]
+    # The workspace token reads: Bitbucket's admin scopes include no read,
+    # so the demo gives it ``repository`` too.
+    workspace_steps = [s for s in before if s.token == minted.workspace.secret]
+    assert [s.status for s in workspace_steps] == [200, 200, 403]
 
 
 def test_demo_command_seeds_prints_and_serves(
@@ -70,7 +78,9 @@ def test_demo_command_seeds_prints_and_serves(
     assert "alice/demo, bob/demo" in out
     assert "http://127.0.0.1:5055/login" in out
     assert re.search(r"git clone http://x-token-auth:bbat_\S+@127\.0\.0\.1:5055/acme/api\.git", out)
-    assert out.count("curl -i -H 'Authorization: Bearer bbat_") == 7
+    assert out.count("curl -i -H 'Authorization: Bearer bbat_") == 9
+    assert out.count("git clone http://x-token-auth:bbat_") == 2
+    assert "admin scopes include no read access" in out
     revoke = [line for line in out.splitlines() if " access-tokens revoke " in line]
     assert revoke == [demo.revoke_command(minted_ids(host_app)[0])]
     assert revoke[0].startswith(f"cd {shlex.quote(str(REPO_ROOT))} && ")
@@ -220,24 +230,63 @@ def demo_process(tmp_path: Path) -> Iterator[tuple[Path, int, dict[str, str]]]:
         process.wait(timeout=10)
 
 
+def sign_in_answers(base_url: str, username: str, password: str) -> str:
+    """Sign in through the form as a browser would; where it lands."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    with opener.open(f"{base_url}/login", timeout=30) as page:
+        found = re.search(r'name="csrf_token" value="([^"]+)"', page.read().decode())
+    assert found is not None
+    form = {"username": username, "password": password, "csrf_token": found.group(1)}
+    body = urllib.parse.urlencode(form).encode()
+    with opener.open(f"{base_url}/login", data=body, timeout=30) as landed:
+        return str(landed.geturl())
+
+
 @pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
-def test_readme_story_with_curl(demo_process: tuple[Path, int, dict[str, str]]) -> None:
-    """Paste every printed line into a shell, as the README tells people to."""
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_every_printed_line_does_what_its_comment_says(
+    demo_process: tuple[Path, int, dict[str, str]], git_env: dict[str, str]
+) -> None:
+    """Paste every printed line into a shell, as the README tells people to:
+    the sign-in line, each token's git clone and curl lines, and the revoke
+    line. Every line the demo prints is one of these, or says what follows."""
     output, port, env = demo_process
+    base_url = f"http://127.0.0.1:{port}"
     lines = output.read_text().splitlines()
     statuses: list[int] = []
+    clones = output.parent / "clones"
+    clones.mkdir()
     for index, line in enumerate(lines):
+        comment = lines[index - 1] if index else ""
         if line.startswith("curl "):
             args = shlex.split(line)
             result = subprocess.run(
-                [*args[:1], "-s", "-o", os.devnull, "-w", "%{http_code}", *args[2:]],
+                [*args[:1], "-s", "-o", "-", "-w", "\n%{http_code}", *args[2:]],
                 capture_output=True,
                 text=True,
                 timeout=30,
             )
-            statuses.append(int(result.stdout))
-            expected = int(lines[index - 1].removeprefix("# ")[:3])
-            assert statuses[-1] == expected, lines[index - 1]
+            body, _, status = result.stdout.rpartition("\n")
+            statuses.append(int(status))
+            assert statuses[-1] == int(comment.removeprefix("# ")[:3]), comment
+            if statuses[-1] == 200 and "every repository in acme" in comment:
+                slugs = {repo["slug"] for repo in json.loads(body)["values"]}
+                assert slugs == {"api", "lib", "web"}
+            if statuses[-1] == 200 and "lists members" in comment:
+                assert json.loads(body)["values"], "no members listed"
+        elif line.startswith("git clone "):
+            assert comment.startswith("# "), f"no comment says what {line!r} does"
+            cloned = subprocess.run(
+                shlex.split(line), cwd=clones, env=git_env, capture_output=True, timeout=60
+            )
+            assert cloned.returncode == 0, (comment, cloned.stderr)
+            folder = clones / line.rsplit("/", 1)[1].removesuffix(".git")
+            head = subprocess.run(
+                ["git", "log", "-1", "--format=%s"], cwd=folder, env=git_env,
+                capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            assert head.returncode == 0 and head.stdout.strip(), f"{folder.name}: no commit"
         elif " -m example_app access-tokens revoke " in line:
             # Pasted somewhere else than the checkout: the line finds its way.
             elsewhere = output.parent / "elsewhere"
@@ -246,5 +295,13 @@ def test_readme_story_with_curl(demo_process: tuple[Path, int, dict[str, str]]) 
                 ["bash", "-c", line], cwd=elsewhere, env=env, capture_output=True, timeout=60
             )
             assert revoked.returncode == 0, revoked.stderr
-    assert statuses == [200, 403, 403, 200, 200, 200, 401]
-    assert f"http://127.0.0.1:{port}/login" in lines[0]
+        elif line.startswith("Sign in at "):
+            found = re.search(r"at (\S+)/login as (.*) \(", line)
+            assert found is not None and found.group(1) == base_url
+            for pair in found.group(2).split(", "):
+                username, password = pair.split("/")
+                assert sign_in_answers(base_url, username, password) == f"{base_url}/"
+        else:
+            # Not a command: blank, a comment, the token list and its notes.
+            assert line == "" or line.startswith(("#", "  ", "Tokens ")), line
+    assert statuses == [200, 403, 403, 200, 200, 200, 200, 403, 401]

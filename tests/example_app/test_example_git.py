@@ -86,6 +86,9 @@ def test_push_refused_with_read_token_writes_nothing(
     result = git(git_env, "push", "origin", "main", cwd=work)
     assert result.returncode != 0
     assert "403" in result.stderr
+    assert (
+        "remote: " in result.stderr and "git push needs the repository:write scope" in result.stderr
+    )
     assert snapshot(bare(host_app)) == before
 
 
@@ -144,6 +147,9 @@ def test_token_of_another_repository_cannot_clone(
     result = git(git_env, "clone", url(live_server, secret), str(tmp_path / "api"))
     assert result.returncode != 0
     assert "403" in result.stderr
+    # Said plainly, not as a missing scope the token in fact holds.
+    assert "remote: This access token is not for this" in result.stderr
+    assert "scope" not in result.stderr
 
 
 def test_project_token_follows_a_moved_repository(
