@@ -146,9 +146,8 @@ def test_surfaces_are_registered_as_configured(
     AccessTokens(app, db=db)
     assert surfaces(app) == (blueprints, cli)
     rules = {r.rule for r in app.url_map.iter_rules()}
-    assert ("/api/repositories/<workspace>/<repo_slug>/access-tokens" in rules) == bool(
-        "accesstokens_api" in blueprints
-    )
+    path = "/api/repositories/<accesstokens_name:workspace>/<accesstokens_name:repository>"
+    assert (f"{path}/access-tokens" in rules) == bool("accesstokens_api" in blueprints)
     close(app, db)
 
 
@@ -262,14 +261,16 @@ DELEGATION: list[tuple[str, tuple[Any, ...], dict[str, Any], tuple[Any, ...]]] =
         {"name": "CI", "workspace": "acme", "scopes": ["repository"], "repository": "api",
          "created_by": "alice", "expires_at": WHEN, "allowed_ips": ["10.0.0.0/8"]},
         ("create", (), {"name": "CI", "workspace": "acme", "scopes": ["repository"],
-                        "project": None, "repository": "api", "created_by": "alice",
-                        "expires_at": WHEN, "allowed_ips": ["10.0.0.0/8"]}),
+                        "resource": None, "project": None, "repository": "api",
+                        "created_by": "alice", "expires_at": WHEN,
+                        "allowed_ips": ["10.0.0.0/8"]}),
     ),
     (
         "create_canary",
         (),
         {"name": "bait", "workspace": "acme", "repository": "api", "created_by": "alice"},
-        ("create_canary", (), {"name": "bait", "workspace": "acme", "project": None,
+        ("create_canary", (), {"name": "bait", "resource": None, "workspace": "acme",
+                               "project": None,
                                "repository": "api", "created_by": "alice"}),
     ),
     ("notify_expiring", (WHEN,), {}, ("notify_expiring", (WHEN,), {})),
@@ -279,7 +280,7 @@ DELEGATION: list[tuple[str, tuple[Any, ...], dict[str, Any], tuple[Any, ...]]] =
         "revoke_resource_tokens",
         ("acme", "API", None, "alice"),
         {},
-        ("revoke_resource", ("acme", "API", None, "alice"), {}),
+        ("revoke_resource", ("result of resolve", "alice"), {}),
     ),
     (
         "rotate_token",
@@ -293,7 +294,12 @@ DELEGATION: list[tuple[str, tuple[Any, ...], dict[str, Any], tuple[Any, ...]]] =
         {"dry_run": True},
         ("prune", (timedelta(days=30),), {"dry_run": True, "clients_older_than": None}),
     ),
-    ("search_tokens", ("acme",), {"state": "active"}, ("search", ("acme",), {"state": "active"})),
+    (
+        "search_tokens",
+        ("acme",),
+        {"state": "active"},
+        ("search", ("result of resolve",), {"state": "active"}),
+    ),
 ]  # fmt: skip
 
 
@@ -310,7 +316,9 @@ def test_python_api_methods_delegate_to_the_service(
     recorder = Recorder()
     monkeypatch.setitem(app.extensions, SERVICE_KEY, recorder)
     result = getattr(tokens, method)(*args, **kwargs)
-    assert recorder.calls == [expected]
+    # Resources are checked against the app's model first.
+    calls = [call for call in recorder.calls if call[0] != "resolve"]
+    assert calls == [expected]
     if expected[0] != "search":
         assert result == f"result of {expected[0]}"
 
@@ -323,7 +331,8 @@ def test_list_tokens_and_audit_events_return_lists_from_the_service(
     assert tokens.list_tokens("acme", repository="api") == ["page item"]
     assert tokens.audit_events("id1", limit=5) == ["event"]
     assert recorder.calls == [
-        ("search", ("acme", None, "api"), {}),
+        ("resolve", (None, "acme", None, "api"), {}),
+        ("search", ("result of resolve",), {}),
         ("events", ("id1", 5), {}),
     ]
 
