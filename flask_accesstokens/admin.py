@@ -146,6 +146,9 @@ def _is_admin_request() -> bool:
     on the method (a 405 has no blueprint)."""
     if request.blueprint == blueprint.name:
         return True
+    prefix = app_state().settings.admin_url_prefix
+    if prefix is not None and request.path.startswith(prefix + "/"):
+        return True  # a URL no page has (a name no resource can have): 404
     error = request.routing_exception
     if not isinstance(error, MethodNotAllowed) or not error.valid_methods:
         return False

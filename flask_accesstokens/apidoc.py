@@ -48,11 +48,14 @@ def document(model: ResourceModel, catalog: ScopeCatalog, server: str) -> dict[s
     schemas["Scope"]["enum"] = [scope.name for scope in catalog]
     schemas["AccessToken"]["properties"]["type"]["enum"] = list(model.names)
     token_schema = schemas["AccessToken"]
-    if model.is_bitbucket():
-        token_schema["required"] += ["workspace", "project", "repository"]
-    else:
-        for name in ("workspace", "project", "repository"):
-            del token_schema["properties"][name]
+    if not model.is_bitbucket():  # the Bitbucket model's own fields
+        for schema in (schemas[n] for n in ("AccessToken", "NewAccessToken", "SelfAccessToken")):
+            for name in ("workspace", "project", "repository"):
+                schema.get("properties", {}).pop(name, None)
+                if name in schema.get("required", []):
+                    schema["required"].remove(name)
+            if "type" in schema.get("properties", {}):
+                schema["properties"]["type"]["enum"] = list(model.names)
     resource_schema = token_schema["properties"]["resource"]
     resource_schema["properties"] = {
         level.name: {"type": "string", "description": f"{level.label} name."}

@@ -4,6 +4,8 @@ content type, headers and body, and never a 500."""
 
 from __future__ import annotations
 
+import re
+
 import dataclasses
 import json
 from pathlib import Path
@@ -150,6 +152,6 @@ def test_document_lists_every_route(app: Flask) -> None:
     for rule in app.url_map.iter_rules():
         if not rule.endpoint.startswith("accesstokens_api.") or rule.endpoint.endswith("openapi"):
             continue
-        path = rule.rule.replace("<", "{").replace(">", "}")
+        path = re.sub(r"<(?:[^<>:]+:)?([^<>]+)>", r"{\1}", rule.rule)
         served |= {(m, path) for m in rule.methods or () if m not in ("HEAD", "OPTIONS")}
     assert documented == served

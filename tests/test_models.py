@@ -30,8 +30,7 @@ def record(**values: Any) -> AccessToken:
         "id": tokenformat.new_id(),
         "name": "CI",
         "type": "repository",
-        "workspace": "acme",
-        "repository": "api",
+        "resource_key": "workspace=acme/repository=api",
         "scopes": ("repository",),
         "hint": "abcd",
     }
@@ -172,7 +171,7 @@ def test_repr_shows_no_secret_material() -> None:
 #: (nor anything a secret can be recovered from) before it is added here.
 COLUMNS = {
     "accesstokens_token": {
-        "id", "name", "type", "workspace", "project", "repository", "scopes", "hint",
+        "id", "name", "type", "resource", "scopes", "hint",
         "created_at", "created_by", "last_used_at", "last_used_ip", "revoked_at",
         "revoked_by", "expires_at", "rotated_at", "generation",
         # 0.2: addresses and networks (not secrets), canary flag, where a leak was reported
@@ -182,8 +181,7 @@ COLUMNS = {
     "accesstokens_notice": {"id", "token_id", "kind", "sent_at"},
     "accesstokens_secret": {"digest", "token_id", "created_at", "valid_until"},
     "accesstokens_event": {
-        "id", "at", "action", "token_id", "actor", "client", "workspace", "project",
-        "repository", "count", "detail",
+        "id", "at", "action", "token_id", "actor", "client", "resource", "count", "detail",
     },
 }  # fmt: skip
 

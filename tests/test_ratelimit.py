@@ -19,6 +19,7 @@ from helpers import bearer
 from helpers import make_app
 
 from flask_accesstokens import AccessTokens
+from flask_accesstokens import Resource
 from flask_accesstokens.pipeline import Pipeline
 
 REDIS_VARIABLE = "ACCESSTOKENS_TEST_REDIS_URL"
@@ -98,7 +99,7 @@ def test_a_valid_token_is_never_refused_for_other_requests_failures(
 
 def test_revoked_and_unknown_tokens_count_and_are_throttled(limited: Any) -> None:
     app, secret = limited
-    AccessTokens.service().revoke(AccessTokens.service().search("acme", exact=False).items[0].id)
+    AccessTokens.service().revoke(AccessTokens.service().search(Resource.of("acme"), exact=False).items[0].id)
     for _ in range(3):
         assert get(app, bearer(secret), "10.0.0.7").status_code == 401
     assert get(app, bearer(secret), "10.0.0.7").status_code == 429

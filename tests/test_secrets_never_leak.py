@@ -400,7 +400,7 @@ def use_admin_pages(rec: Recorder, app: Flask, token_id: str) -> None:
     again = submit("admin create again", f"{base}/new", form, name="Admin", scopes=["pipeline"])
     assert again.status_code == 303
 
-    [new_id] = [t.id for t in AccessTokens.service().search("acme", None, "api").items
+    [new_id] = [t.id for t in AccessTokens.service().search(Resource.of("acme", None, "api")).items
                 if t.name == "Admin"]  # fmt: skip
     confirm = page("admin confirm rotate", f"{base}/{new_id}/rotate")
     submit("admin rotate", f"{base}/{new_id}/rotate", confirm, reveals=True)

@@ -158,7 +158,7 @@ def test_token_json_of_an_expired_token() -> None:
         id="x" * 32,
         name="old",
         type="workspace",
-        workspace="acme",
+        resource_key="workspace=acme",
         scopes=("account",),
         hint="abcd",
         created_at=datetime(2020, 1, 1, tzinfo=UTC),

@@ -11,6 +11,7 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
 from flask_accesstokens import AccessTokens
+from flask_accesstokens import Resource
 from flask_accesstokens import tokenformat
 from flask_accesstokens.state import app_state
 from flask_accesstokens.state import AppState
@@ -118,7 +119,9 @@ def test_callbacks_are_shared_by_every_app_of_an_extension() -> None:
         return "API"
 
     assert app_state(first).callbacks is app_state(second).callbacks
-    assert app_state(first).callbacks.project_loader is project_of
+    loader = app_state(first).callbacks.parent_loader  # project_loader, as the model's
+    assert loader is not None
+    assert loader(Resource.of("acme", None, "api")) == "API"
     assert app_state(first) is not app_state(second)
 
 
