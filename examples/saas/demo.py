@@ -34,10 +34,12 @@ PASSWORD = "demo"
 
 def seed() -> None:
     """The demo's data, once: organization 7 (Acme) with projects 42 and 43,
-    organization 8 (Globex) with project 50. Integer ids, as in most apps."""
+    organization 8 (Globex) with project 50. Integer ids, as in most apps;
+    items and templates take theirs from the database, 1 to 4 in order."""
     if db.session.get(Organization, 7) is not None:
         return
     db.session.add_all([Organization(id=7, name="Acme"), Organization(id=8, name="Globex")])
+    db.session.flush()  # parents first: the tables have no relationship() to order them
     db.session.add_all(
         [
             Project(id=42, org_id=7, name="Website"),
@@ -45,14 +47,15 @@ def seed() -> None:
             Project(id=50, org_id=8, name="Billing"),
         ]
     )
+    db.session.flush()
     db.session.add_all(
         [
-            Item(id=1, project_id=42, title="Homepage copy"),
-            Item(id=2, project_id=42, title="Pricing page"),
-            Item(id=3, project_id=43, title="Push notifications"),
-            Item(id=4, project_id=50, title="Invoices"),
-            Template(id=1, title="Bug report"),
-            Template(id=2, title="Feature request"),
+            Item(project_id=42, title="Homepage copy"),
+            Item(project_id=42, title="Pricing page"),
+            Item(project_id=43, title="Push notifications"),
+            Item(project_id=50, title="Invoices"),
+            Template(title="Bug report"),
+            Template(title="Feature request"),
         ]
     )
     password = generate_password_hash(PASSWORD)
