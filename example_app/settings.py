@@ -70,8 +70,9 @@ def signed_in_name() -> str | None:
 
 
 def tokens_page(workspace: str, **resource: Any) -> str:
-    """The extension's admin page for a resource: ``repo_slug=`` or
-    ``project_key=`` picks the repository or project page, neither the workspace's."""
+    """The extension's admin page for a resource: ``repository=`` or
+    ``project=`` (its URL variables are the model's level names) picks the
+    repository or project page, neither the workspace's."""
     return url_for("accesstokens_admin.list_tokens", workspace=workspace, **resource)
 
 
@@ -99,7 +100,7 @@ def repository(workspace: str, repo_slug: str) -> str:
         kind="repository",
         title=repo.full_name,
         back_url=url_for("pages.repository", workspace=workspace, repo_slug=repo_slug),
-        tokens_url=tokens_page(workspace, repo_slug=repo_slug),
+        tokens_url=tokens_page(workspace, repository=repo_slug),
         delete_url=url_for(".delete_repository_form", workspace=workspace, repo_slug=repo_slug),
         workspace=repo.workspace,
     )
@@ -122,7 +123,7 @@ def project(workspace: str, project_key: str) -> str:
         kind="project",
         title=f"{workspace} / {found.name} ({found.key})",
         back_url=url_for("pages.project", workspace=workspace, project_key=project_key),
-        tokens_url=tokens_page(workspace, project_key=project_key),
+        tokens_url=tokens_page(workspace, project=project_key),
         delete_url=url_for(".delete_project_form", workspace=workspace, project_key=project_key),
         workspace=found.workspace,
     )

@@ -4,10 +4,9 @@ content type, headers and body, and never a 500."""
 
 from __future__ import annotations
 
-import re
-
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 

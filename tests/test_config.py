@@ -20,6 +20,7 @@ BAD: dict[str, list[Any]] = {
     "TOKEN_PREFIX": ["", "A", "has space", "x" * 17, 5, None, "bb_at"],
     "REALM": ["", 'say "hi"', "line\nbreak", 3, None],
     "VIEW_ARGS": [{"workspace": 1}, {"tenant": "t"}, {"workspace": ""}, "workspace", None],
+    "MESSAGES": ["not a mapping", {"no_such_message": "x"}, {"not_for": ""}, {"not_for": 1}],
     "DIGEST_KEYS": ["a string", [], [""], [None], 42, b"bytes"],
     "LAST_USED_RESOLUTION": [-1, "60", None, timedelta(seconds=-5), True, float("inf")],
     "ROTATION_GRACE": [3600, timedelta(minutes=31), -1, "0", None],

@@ -99,7 +99,8 @@ def test_a_valid_token_is_never_refused_for_other_requests_failures(
 
 def test_revoked_and_unknown_tokens_count_and_are_throttled(limited: Any) -> None:
     app, secret = limited
-    AccessTokens.service().revoke(AccessTokens.service().search(Resource.of("acme"), exact=False).items[0].id)
+    service = AccessTokens.service()
+    service.revoke(service.search(Resource.of("acme"), exact=False).items[0].id)
     for _ in range(3):
         assert get(app, bearer(secret), "10.0.0.7").status_code == 401
     assert get(app, bearer(secret), "10.0.0.7").status_code == 429
