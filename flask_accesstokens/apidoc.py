@@ -49,7 +49,7 @@ def document(model: ResourceModel, catalog: ScopeCatalog, server: str) -> dict[s
     schemas["AccessToken"]["properties"]["type"]["enum"] = list(model.names)
     token_schema = schemas["AccessToken"]
     if not model.is_bitbucket():  # the Bitbucket model's own fields
-        for schema in (schemas[n] for n in ("AccessToken", "NewAccessToken", "SelfAccessToken")):
+        for schema in schemas.values():
             for name in ("workspace", "project", "repository"):
                 schema.get("properties", {}).pop(name, None)
                 if name in schema.get("required", []):

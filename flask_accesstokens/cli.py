@@ -111,9 +111,19 @@ def for_model(model: ResourceModel, group: click.Group | None = None) -> AppGrou
                     + (" (the top level)." if i == 0 else f" (a {level.label.lower()} token)."),
                 )
                 for i, level in enumerate(model.levels)
-            ] + command.params
+            ] + [_in_words(param, model) for param in command.params]
         made.add_command(command, name)
     return made
+
+
+def _in_words(param: click.Parameter, model: ResourceModel) -> click.Parameter:
+    """A parameter as this model names it: Bitbucket's ``--all-in-workspace``
+    alias only in Bitbucket's model."""
+    if model.is_bitbucket() or "--all-in-workspace" not in param.opts:
+        return param
+    param = copy.copy(param)
+    param.opts = [opt for opt in param.opts if opt != "--all-in-workspace"]
+    return param
 
 
 def _resource(names: dict[str, Any]) -> Resource:
@@ -121,7 +131,9 @@ def _resource(names: dict[str, Any]) -> Resource:
     try:
         return _service().model.resource({k: v for k, v in names.items() if v is not None})
     except TokenValidationError as e:
-        raise click.UsageError(f"--{e.field.replace('_', '-')}: {e.message}") from None
+        model = _service().model
+        field = e.field if e.field in model.names else model.levels[0].name
+        raise click.UsageError(f"--{field.replace('_', '-')}: {e.message}") from None
 
 
 def _describe(token: AccessToken) -> str:

@@ -193,6 +193,7 @@ class Pipeline:
         ``resource=`` resolver names an object the URL does not nest; its
         None is refused like another resource."""
         model = self.model
+        check = model.within if requirement.container else model.reaches
         if requirement.resource is not None:
             try:
                 found = self.app.ensure_sync(requirement.resource)(**(view_args or {}))
@@ -204,9 +205,10 @@ class Pipeline:
                 named = {}
             if not named:
                 return named
-        else:
-            named = model.from_route(view_args)
-        check = model.within if requirement.container else model.reaches
+            if not check(token.resource, named, self._parent_loader):
+                return {}  # in words that say nothing of what the resolver found
+            return None
+        named = model.from_route(view_args)
         return None if check(token.resource, named, self._parent_loader) else named
 
     def _not_for(self, named: dict[str, str]) -> str:
