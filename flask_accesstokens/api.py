@@ -52,6 +52,7 @@ from .scanning import MAX_REPORT_BYTES
 from .scanning import verify_report
 from .serialize import new_token_json
 from .serialize import parse_datetime
+from .serialize import self_json
 from .serialize import token_json
 from .service import STATES
 from .service import TokenService
@@ -384,12 +385,13 @@ for _kind, _path in RESOURCE_RULES:
 
 @blueprint.get("/access-tokens/self", endpoint="self_get")
 def self_get() -> Response:
-    """The presenting token, as its owner sees it, plus every scope it holds."""
+    """What a job needs to know about the presenting token (never what its
+    owners know about its use): :func:`~.serialize.self_json`."""
     token = Pipeline.of(current_app).identify()
     record = _service().get(token.id)
     if record is None:  # pruned between the lookup and now
         raise InvalidToken(realm=app_state().settings.realm)
-    return jsonify({**token_json(record), "granted": sorted(token.granted)})
+    return jsonify(self_json(record, token.granted))
 
 
 @blueprint.delete("/access-tokens/self", endpoint="self_delete")
