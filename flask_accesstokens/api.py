@@ -465,6 +465,7 @@ def _public_throttle() -> Throttle:
                     settings.public_revocation_limit,
                     settings.ratelimit_storage_uri,
                     "accesstokens.public_revocation",
+                    settings.ratelimit_ipv6_prefix,
                 )
     return throttle
 
@@ -474,7 +475,7 @@ def public_revocation() -> tuple[Response, int]:
     """Anyone holding a leaked token may kill it. The answer is the same
     whether any token existed: every token costs its lookup, and the signals
     are sent after the answer."""
-    retry_after = _public_throttle().hit(request.remote_addr)
+    retry_after = _public_throttle().hit_client(request.remote_addr)
     if retry_after is not None:
         error = APIError(429, "Too many revocation requests. Try again later.")
         assert error.response is not None

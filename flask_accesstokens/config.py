@@ -150,6 +150,12 @@ def _keys_urls(key: str, value: Any) -> dict[str, str]:
     return dict(value)
 
 
+def _ipv6_prefix(key: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 32 <= value <= 128:
+        raise ConfigurationError(key, f"must be a prefix length from 32 to 128, not {value!r}")
+    return value
+
+
 def _public_revocation_limit(key: str, value: Any) -> str:
     checked = _rate_limit(key, value)
     if checked is None:
@@ -176,6 +182,7 @@ KEYS: dict[str, tuple[Any, Check]] = {
     "CLI": (True, _flag),
     "RATELIMIT": (None, _rate_limit),
     "RATELIMIT_STORAGE_URI": ("memory://", _storage_uri),
+    "RATELIMIT_IPV6_PREFIX": (64, _ipv6_prefix),
     "SCOPE_HEADERS": (True, _flag),
     "EXPIRY_WARNINGS": ((30, 7, 1), _days),
     "RECENT_CLIENTS_MAX_AGE": (timedelta(days=90), lambda k, v: duration(k, v, positive=True)),
@@ -217,6 +224,7 @@ class Settings:
     cli: bool
     ratelimit: str | None
     ratelimit_storage_uri: str
+    ratelimit_ipv6_prefix: int
     scope_headers: bool
     expiry_warnings: tuple[int, ...]
     recent_clients_max_age: timedelta

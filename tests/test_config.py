@@ -32,6 +32,7 @@ BAD: dict[str, list[Any]] = {
     "CLI": ["true", 0, None],
     "RATELIMIT": ["often", "10 per fortnight", 10, ["10/minute"]],
     "RATELIMIT_STORAGE_URI": ["redis", "nosuch://x", 5, None],
+    "RATELIMIT_IPV6_PREFIX": [0, 31, 129, "64", 64.0, True, None],
     "SCOPE_HEADERS": ["no", 0, None],
     "EXPIRY_WARNINGS": [30, "30", [0], [-1], [1.5], [True], None],
     "RECENT_CLIENTS_MAX_AGE": [0, -1, "90d", None, timedelta(0), True],
