@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from limits import parse
 from limits import storage as limits_storage
 
+from .bounded import LEAK_PROVIDER_MAX_LENGTH
 from .errors import ConfigurationError
 from .resources import DEFAULT_VIEW_ARGS
 from .tokenformat import check_prefix
@@ -141,6 +142,10 @@ def _keys_urls(key: str, value: Any) -> dict[str, str]:
     for provider, url in value.items():
         if not isinstance(provider, str) or not provider.isalnum() or not provider.isascii():
             raise ConfigurationError(key, f"provider {provider!r} must be ASCII letters and digits")
+        if len(provider) > LEAK_PROVIDER_MAX_LENGTH:  # it is stored as the leak's provider
+            raise ConfigurationError(
+                key, f"provider {provider!r} must be at most {LEAK_PROVIDER_MAX_LENGTH} characters"
+            )
         if provider.lower() == "public":  # public revocation's name in token_leaked
             raise ConfigurationError(key, "provider 'public' is taken by public revocation")
         if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):

@@ -45,6 +45,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.pool import StaticPool
 
+from . import bounded
 from .errors import StorageUnavailable
 from .models import as_utc
 from .models import EVENTS
@@ -442,6 +443,7 @@ class RequestStore:
         """Record use, at most once per resolution, by whichever worker gets
         there first, and with it the client among the recent ones (known or
         new): one UPDATE. Never fails the request."""
+        client = bounded.client(client)
         t = TOKENS
         cutoff = now - self._state.settings.last_used_resolution
         due = sa.or_(t.c.last_used_at.is_(None), t.c.last_used_at <= cutoff)
@@ -481,6 +483,7 @@ class RequestStore:
         the address then waits for the usual last-used coalescing. None when
         the write failed (a lock held past the statement timeout, say): the
         request should not try another write."""
+        client = bounded.client(client)
         t = TOKENS
         window = now - NEW_CLIENTS_WINDOW
         fresh = sa.or_(t.c.new_clients_since.is_(None), t.c.new_clients_since <= window)
@@ -532,6 +535,7 @@ class RequestStore:
         """Aggregate a failure per (reason, token or client) and write it at
         most once per interval each, so a flood cannot flood the audit table.
         Returns the count written now, 0 when nothing was due."""
+        client = bounded.client(client)
         (reason, token_id, client), due = self._failures.add((reason, token_id, client))
         if due:
             self.write_event(
@@ -561,7 +565,7 @@ class RequestStore:
                             at=utcnow(),
                             action="reused",
                             token_id=token_id,
-                            client=client,
+                            client=bounded.client(client),
                             count=1,
                             detail="revoked",
                         )

@@ -45,6 +45,7 @@ BAD: dict[str, list[Any]] = {
         {"github": 5},
         {"github": "https://"},
         {"public": "https://x"},
+        {"p" * 33: "https://x"},
     ],
     "PUBLIC_REVOCATION_LIMIT": [None, "", "lots", 10],
 }
