@@ -120,7 +120,9 @@ WEBHOOK_EVENTS = frozenset(
 
 
 def actor() -> str:
-    return f"{current_token.name} (access token)"
+    """The token's bot user as the author of a change, cut (by the extension)
+    to fit the 255-character columns that store it."""
+    return current_token.actor
 
 
 def workspace_or_404(workspace: str) -> Workspace:

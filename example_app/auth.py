@@ -29,6 +29,7 @@ from werkzeug.security import generate_password_hash
 from werkzeug.urls import iri_to_uri
 from werkzeug.wrappers import Response
 
+from . import signin
 from .extensions import db
 from .models import find_user
 from .models import User
@@ -118,18 +119,27 @@ def refuse_access_tokens() -> None:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> str | Response | tuple[str, int]:
+def login() -> str | Response | tuple[str, int] | tuple[str, int, dict[str, str]]:
     error = None
     username = ""
     if request.method == "POST":
         username = request.form.get("username", "")
         password = request.form.get("password", "")
+        throttle = signin.current()
+        wait = throttle.blocked(username, request.remote_addr)
+        if wait is not None:
+            # Decided before the password is checked: the answer says
+            # nothing about it, nor about whether the username exists.
+            error = f"Too many failed sign-ins. Try again in {wait} seconds."
+            page = render_template("login.html", error=error, next=None)
+            return page, 429, {"Retry-After": str(wait)}
         user = find_user(username)
         valid = check_password_hash(user.password_hash if user else _DUMMY_HASH, password)
         if user is not None and valid:
             session.clear()  # a fresh session on sign-in defeats session fixation
             session["user_id"] = user.id
             return redirect(safe_next(request.args.get("next")))
+        throttle.failed(username, request.remote_addr)
         error = "Wrong username or password."
     # Only a target that would be followed is carried into the form.
     next_target = local_redirect_target(request.args.get("next"))

@@ -16,9 +16,11 @@ from . import api
 from . import auth
 from . import errorpages
 from . import git_http
+from . import inputs
 from . import notices
 from . import pages
 from . import settings
+from . import signin
 from .access import register_token_callbacks
 from .demo import demo_command
 from .extensions import csrf
@@ -43,6 +45,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         ACCESSTOKENS_ADMIN_URL_PREFIX="/admin",
         GIT_MAX_FETCH_REQUEST=GIT_MAX_FETCH_REQUEST,
         GIT_MAX_PUSH_REQUEST=GIT_MAX_PUSH_REQUEST,
+        # Every body but git's (which sets its own limit per request).
+        MAX_CONTENT_LENGTH=inputs.MAX_BODY,
     )
     app.config.from_prefixed_env()
     if config:
@@ -56,6 +60,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     db.init_app(app)
     tokens.init_app(app, db=db)
+    signin.init_app(app)
     register_token_callbacks(tokens)
     app.register_blueprint(auth.bp)
     app.register_blueprint(api.bp)
@@ -69,6 +74,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     # Before CSRFProtect's own check, which runs in registration order.
     app.before_request(auth.refuse_access_tokens)
+    inputs.init_app(app)  # first of all hooks: a bad query string is a 400
     csrf.init_app(app)
     # Not cookie-authenticated forms: the 2.0 API and git take tokens, and the
     # extension's JSON API accepts only JSON bodies, which a cross-site form

@@ -105,7 +105,9 @@ def smart_http(workspace: str, repo_slug: str, git_path: str) -> Response:
         if isinstance(error, InsufficientScope) and not isinstance(error, WrongResource):
             needs = "git push needs" if service == PUSH else "git clone and fetch need"
             message += f" {needs} the {scope} scope."
-        return Response(message + "\n", 403, mimetype="text/plain")
+        return Response(
+            message + "\n", 403, {"Cache-Control": "no-store"}, mimetype="text/plain"
+        )
     assert token is not None
     path = repository_path(workspace, repo_slug)
     if find_repository(workspace, repo_slug) is None or not (path / "HEAD").is_file():
@@ -169,6 +171,9 @@ def spool_body(limit: int) -> IO[bytes]:
     A declared length over the limit is refused before a byte is read; a
     chunked body is read only up to one byte past it.
     """
+    # This route's own limit in place of the app's MAX_CONTENT_LENGTH; one
+    # byte more, so the loop below can tell a body at the bound from one past.
+    request.max_content_length = limit + 1
     declared = request.content_length
     if declared is not None and declared > limit:
         raise RequestEntityTooLarge(f"A request to this service may carry at most {limit} bytes.")

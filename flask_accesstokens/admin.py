@@ -141,6 +141,17 @@ def _frame_same_site_only(response: Response) -> Response:
     return response
 
 
+@blueprint.after_app_request
+def _no_store(response: Response) -> Response:
+    """Every answer of the pages, errors included, is private: lists show
+    clients' addresses, user agents, allow lists and creators, and one page
+    shows a secret. No browser or shared cache may keep any of them. The
+    stylesheet is no one's data and stays cacheable."""
+    if _is_admin_request() and request.endpoint != f"{blueprint.name}.static":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def _is_admin_request() -> bool:
     """Whether this request was for an admin page, also when routing failed
     on the method (a 405 has no blueprint)."""

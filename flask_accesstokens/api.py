@@ -51,6 +51,7 @@ from .scanning import MAX_REPORT_BYTES
 from .scanning import verify_report
 from .serialize import new_token_json
 from .serialize import parse_datetime
+from .serialize import self_json
 from .serialize import token_json
 from .service import STATES
 from .service import TokenService
@@ -388,12 +389,13 @@ def _mount_model(setup: BlueprintSetupState) -> None:
 
 @blueprint.get("/access-tokens/self", endpoint="self_get")
 def self_get() -> Response:
-    """The presenting token, as its owner sees it, plus every scope it holds."""
+    """What a job needs to know about the presenting token (never what its
+    owners know about its use): :func:`~.serialize.self_json`."""
     token = Pipeline.of(current_app).identify()
     record = _service().get(token.id)
     if record is None:  # pruned between the lookup and now
         raise InvalidToken(realm=app_state().settings.realm)
-    return jsonify({**token_json(record, _bitbucket()), "granted": sorted(token.granted)})
+    return jsonify(self_json(record, token.granted, _bitbucket()))
 
 
 @blueprint.delete("/access-tokens/self", endpoint="self_delete")
@@ -467,6 +469,7 @@ def _public_throttle() -> Throttle:
                     settings.public_revocation_limit,
                     settings.ratelimit_storage_uri,
                     "accesstokens.public_revocation",
+                    settings.ratelimit_ipv6_prefix,
                 )
     return throttle
 
@@ -476,7 +479,7 @@ def public_revocation() -> tuple[Response, int]:
     """Anyone holding a leaked token may kill it. The answer is the same
     whether any token existed: every token costs its lookup, and the signals
     are sent after the answer."""
-    retry_after = _public_throttle().hit(request.remote_addr)
+    retry_after = _public_throttle().hit_client(request.remote_addr)
     if retry_after is not None:
         error = APIError(429, "Too many revocation requests. Try again later.")
         assert error.response is not None

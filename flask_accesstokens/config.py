@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from limits import parse
 from limits import storage as limits_storage
 
+from .bounded import LEAK_PROVIDER_MAX_LENGTH
 from .errors import ConfigurationError
 from .resources import DEFAULT_VIEW_ARGS
 from .tokenformat import check_prefix
@@ -153,6 +154,10 @@ def _keys_urls(key: str, value: Any) -> dict[str, str]:
     for provider, url in value.items():
         if not isinstance(provider, str) or not provider.isalnum() or not provider.isascii():
             raise ConfigurationError(key, f"provider {provider!r} must be ASCII letters and digits")
+        if len(provider) > LEAK_PROVIDER_MAX_LENGTH:  # it is stored as the leak's provider
+            raise ConfigurationError(
+                key, f"provider {provider!r} must be at most {LEAK_PROVIDER_MAX_LENGTH} characters"
+            )
         if provider.lower() == "public":  # public revocation's name in token_leaked
             raise ConfigurationError(key, "provider 'public' is taken by public revocation")
         if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
@@ -160,6 +165,12 @@ def _keys_urls(key: str, value: Any) -> dict[str, str]:
         if not urlsplit(url).hostname:
             raise ConfigurationError(key, f"{provider}: {url!r} has no host")
     return dict(value)
+
+
+def _ipv6_prefix(key: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 32 <= value <= 128:
+        raise ConfigurationError(key, f"must be a prefix length from 32 to 128, not {value!r}")
+    return value
 
 
 def _public_revocation_limit(key: str, value: Any) -> str:
@@ -188,6 +199,7 @@ KEYS: dict[str, tuple[Any, Check]] = {
     "CLI": (True, _flag),
     "RATELIMIT": (None, _rate_limit),
     "RATELIMIT_STORAGE_URI": ("memory://", _storage_uri),
+    "RATELIMIT_IPV6_PREFIX": (64, _ipv6_prefix),
     "SCOPE_HEADERS": (True, _flag),
     "EXPIRY_WARNINGS": ((30, 7, 1), _days),
     "RECENT_CLIENTS_MAX_AGE": (timedelta(days=90), lambda k, v: duration(k, v, positive=True)),
@@ -230,6 +242,7 @@ class Settings:
     cli: bool
     ratelimit: str | None
     ratelimit_storage_uri: str
+    ratelimit_ipv6_prefix: int
     scope_headers: bool
     expiry_warnings: tuple[int, ...]
     recent_clients_max_age: timedelta

@@ -116,7 +116,12 @@ class Pipeline:
         self.credential_types = {lv.name: lv.credential_type for lv in state.model.levels}
         self.resolution = settings.last_used_resolution
         self.throttle = (
-            Throttle(settings.ratelimit, settings.ratelimit_storage_uri, "accesstokens")
+            Throttle(
+                settings.ratelimit,
+                settings.ratelimit_storage_uri,
+                "accesstokens",
+                settings.ratelimit_ipv6_prefix,
+            )
             if settings.ratelimit
             else None
         )
@@ -401,7 +406,7 @@ class Pipeline:
     def _throttled(self, client: str | None) -> None:
         if self.throttle is None:
             return
-        retry_after = self.throttle.hit(client)
+        retry_after = self.throttle.hit_client(client)
         if retry_after is not None:
             # Over budget: answered without an audit write or a log line.
             raise TooManyFailures(headers={"Retry-After": str(retry_after)})

@@ -7,6 +7,8 @@ secret add it, under ``"token"``, next to this object.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from collections.abc import Mapping
 from datetime import datetime
 from datetime import timezone
 from typing import Any
@@ -82,6 +84,42 @@ def token_json(token: AccessToken, bitbucket: bool = True) -> dict[str, Any]:
         "leak_provider": token.leak_provider,
         "leak_url": token.leak_url,
     }
+
+
+#: What ``self`` answers, in this order: what a job needs to know about its
+#: own token. Whoever holds a token may not be its owner, so nothing about its
+#: other uses or its owners (recent clients, addresses, allow list, creator,
+#: leak details) is among them: those stay on the management API.
+SELF_FIELDS = (
+    "id",
+    "name",
+    "type",
+    "resource",
+    "workspace",
+    "project",
+    "repository",
+    "scopes",
+    "created_at",
+    "expires_at",
+    "last_used_at",
+    "revoked_at",
+)
+
+
+def self_json(token: AccessToken, granted: Iterable[str], bitbucket: bool = True) -> dict[str, Any]:
+    """The answer of ``GET self``: :data:`SELF_FIELDS` of the record, its
+    ``resource`` where the record has one, and ``granted``, every scope it
+    holds, implied ones included.
+
+    .. versionadded:: 0.3
+    """
+    public = token_json(token, bitbucket)
+    resource = getattr(token, "resource", None)
+    if "resource" not in public and isinstance(resource, Mapping):
+        public["resource"] = dict(resource)
+    answer = {name: public[name] for name in SELF_FIELDS if name in public}
+    answer["granted"] = sorted(granted)
+    return answer
 
 
 def new_token_json(secret: str, token: AccessToken, bitbucket: bool = True) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from typing import cast
 import sqlalchemy as sa
 from flask import Flask
 
+from . import bounded
 from . import signals
 from . import tokenformat
 from . import words
@@ -422,6 +423,7 @@ class TokenService(LeakResponse, Housekeeping):
     def _insert(self, resource: Resource, now: datetime, **fields: Any) -> NewToken:
         """Write a validated token, its digest and its audit row in one
         transaction, then announce it: the end of every create path."""
+        fields["created_by"] = bounded.actor(fields.get("created_by"))
         token = AccessToken(
             id=tokenformat.new_id(),
             type=resource.type,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from . import bounded
 from . import tokenformat
 from .models import AccessToken
 from .models import TokenEvent
@@ -52,8 +53,8 @@ class ServiceBase:
                 at=utcnow(),
                 action=action,
                 token_id=token.id,
-                actor=actor,
-                client=client,
+                actor=bounded.actor(actor),
+                client=bounded.client(client),
                 count=count,
                 resource_key=token.resource_key,
                 detail=detail,
@@ -62,7 +63,7 @@ class ServiceBase:
 
     def _revoke(self, token: AccessToken, actor: str | None, why: str) -> None:
         token.revoked_at = utcnow()
-        token.revoked_by = actor
+        token.revoked_by = bounded.actor(actor)
         self._audit("revoked", token, actor=actor, detail=why)
 
     def _detached(self, token: AccessToken) -> AccessToken:

@@ -42,6 +42,7 @@ from .errors import StorageUnavailable
 from .models import as_utc
 from .models import SECRETS
 from .models import TOKENS
+from .models import utcnow
 from .sqlitechange import SQLiteChange
 from .state import AppState
 from .storewrites import RequestWrites
@@ -97,6 +98,21 @@ def _decode(row: Sequence[Any]) -> TokenRow:
         allowed_ips,
         tuple(recent_ips.split()) if recent_ips else (),
         bool(canary),
+    )
+
+
+def can_authenticate(row: TokenRow) -> bool:
+    """Whether a row could let its request in: only those are answered from
+    the SQLite row cache, so a failing known token (revoked, expired, a
+    canary, a rotated-out secret) costs the same lookup as an unknown one
+    and its answer's timing does not tell that it exists."""
+    if row.revoked_at is not None or row.canary:
+        return False
+    if row.expires_at is None and row.valid_until is None:
+        return True
+    now = utcnow()
+    return (row.expires_at is None or now < row.expires_at) and (
+        row.valid_until is None or now < row.valid_until
     )
 
 
@@ -202,7 +218,7 @@ class RequestStore(RequestWrites):
                 cached_stamp, rows = self._cache
                 if stamp == cached_stamp:
                     row = rows.get(digests[0])
-                    if row is not None:
+                    if row is not None and can_authenticate(row):
                         return row
         else:
             stamp = None
@@ -235,8 +251,14 @@ class RequestStore(RequestWrites):
         if stamp != cached_stamp:
             rows = {}
         row = self._query(engine, digests, cache=False)
-        # Unknown digests are not remembered: no flooding.
-        if row is not None and len(rows) < MAX_CACHED_ROWS and change.version() == stamp:
+        # Unknown digests are not remembered (no flooding), nor rows that
+        # cannot authenticate (no timing oracle).
+        if (
+            row is not None
+            and can_authenticate(row)
+            and len(rows) < MAX_CACHED_ROWS
+            and change.version() == stamp
+        ):
             rows[digest] = row
             self._cache = (stamp, rows)
         return row
@@ -287,7 +309,7 @@ class RequestStore(RequestWrites):
                 if change is not None and stamp is not None:
                     found = dbapi.execute(sql, params).fetchone()
                     row = None if found is None else _decode(found)
-                    if row is not None and change.version() == stamp:
+                    if row is not None and can_authenticate(row) and change.version() == stamp:
                         self._cache = (stamp, {digest: row})
                     return row
             # Rows stay true while nobody, in any process, commits: then
@@ -297,14 +319,16 @@ class RequestStore(RequestWrites):
             if version != info.get("accesstokens.version") or len(rows) > MAX_CACHED_ROWS:
                 rows.clear()
                 info["accesstokens.version"] = version
-            elif digest in rows:
+            elif digest in rows and can_authenticate(rows[digest]):
                 return rows[digest]
             cursor = dbapi.execute(sql, params)
             found = cursor.fetchone()
             cursor.close()
             if found is None:  # unknown digests are not remembered: no flooding
                 return None
-            row = rows[digest] = _decode(found)
+            row = _decode(found)
+            if can_authenticate(row):  # nor failing ones: no timing oracle
+                rows[digest] = row
             return row
         if "accesstokens.ready" not in info:
             dbapi.autocommit = True

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
+from . import bounded
 from .models import EVENTS
 from .models import TOKENS
 from .models import utcnow
@@ -110,6 +111,7 @@ class RequestWrites:
         """Record use, at most once per resolution, by whichever worker gets
         there first, and with it the client among the recent ones (known or
         new): one UPDATE. Never fails the request."""
+        client = bounded.client(client)
         t = TOKENS
         cutoff = now - self._state.settings.last_used_resolution
         due = sa.or_(t.c.last_used_at.is_(None), t.c.last_used_at <= cutoff)
@@ -149,6 +151,7 @@ class RequestWrites:
         the address then waits for the usual last-used coalescing. None when
         the write failed (a lock held past the statement timeout, say): the
         request should not try another write."""
+        client = bounded.client(client)
         t = TOKENS
         window = now - NEW_CLIENTS_WINDOW
         fresh = sa.or_(t.c.new_clients_since.is_(None), t.c.new_clients_since <= window)
@@ -200,6 +203,7 @@ class RequestWrites:
         """Aggregate a failure per (reason, token or client) and write it at
         most once per interval each, so a flood cannot flood the audit table.
         Returns the count written now, 0 when nothing was due."""
+        client = bounded.client(client)
         (reason, token_id, client), due = self._failures.add((reason, token_id, client))
         if due:
             self.write_event(
@@ -229,7 +233,7 @@ class RequestWrites:
                             at=utcnow(),
                             action="reused",
                             token_id=token_id,
-                            client=client,
+                            client=bounded.client(client),
                             count=1,
                             detail="revoked",
                         )

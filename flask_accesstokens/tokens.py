@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
+from .bounded import token_actor
 from .models import AccessToken
 from .resources import Resource
 from .state import app_state
@@ -67,8 +68,9 @@ class AuthenticatedToken(NamedTuple):
 
     @property
     def actor(self) -> str:
-        """How to name this token as the author of a change, as Bitbucket does."""
-        return f"{self.name} (access token)"
+        """How to name this token as the author of a change, as Bitbucket
+        does, cut to fit an actor column."""
+        return token_actor(self.name)
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.granted

@@ -33,6 +33,7 @@ BAD: dict[str, list[Any]] = {
     "CLI": ["true", 0, None],
     "RATELIMIT": ["often", "10 per fortnight", 10, ["10/minute"]],
     "RATELIMIT_STORAGE_URI": ["redis", "nosuch://x", 5, None],
+    "RATELIMIT_IPV6_PREFIX": [0, 31, 129, "64", 64.0, True, None],
     "SCOPE_HEADERS": ["no", 0, None],
     "EXPIRY_WARNINGS": [30, "30", [0], [-1], [1.5], [True], None],
     "RECENT_CLIENTS_MAX_AGE": [0, -1, "90d", None, timedelta(0), True],
@@ -45,6 +46,7 @@ BAD: dict[str, list[Any]] = {
         {"github": 5},
         {"github": "https://"},
         {"public": "https://x"},
+        {"p" * 33: "https://x"},
     ],
     "PUBLIC_REVOCATION_LIMIT": [None, "", "lots", 10],
 }
