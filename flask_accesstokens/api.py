@@ -41,6 +41,10 @@ from .errors import PlanRestriction
 from .errors import TokenConflict
 from .errors import TokenValidationError
 from .errors import UnknownResource
+from .gateway import check
+from .gateway import CHECK_METHODS
+from .gateway import CHECK_PATH
+from .introspection import introspect
 from .models import AccessToken
 from .models import NAME_MAX_LENGTH
 from .pipeline import Pipeline
@@ -83,6 +87,9 @@ TOKEN_ENDPOINTS: set[str] = {
     "accesstokens_api.self_delete",
     "accesstokens_api.secret_scanning",
     "accesstokens_api.public_revocation",
+    "accesstokens_api.gateway_check",
+    "accesstokens_api.gateway_check_path",
+    "accesstokens_api.introspect",
 }
 #: ``app.extensions`` key of the app's public revocation throttle.
 PUBLIC_THROTTLE_KEY = "accesstokens.public_revocation"
@@ -505,6 +512,22 @@ def public_revocation() -> tuple[Response, int]:
     response = jsonify({})
     response.call_on_close(announce)
     return response, 202
+
+
+# -- gateways: forward auth and introspection (their own modules) ----------------------
+
+blueprint.add_url_rule(CHECK_PATH, "gateway_check", check, methods=CHECK_METHODS)
+for _rule in (f"{CHECK_PATH}/", f"{CHECK_PATH}/<path:original>"):
+    # Envoy's form. Slashes are the check's to judge: never a redirect.
+    blueprint.add_url_rule(
+        _rule,
+        "gateway_check_path",
+        check,
+        methods=CHECK_METHODS,
+        defaults={"original": ""} if _rule.endswith("/") else None,
+        merge_slashes=False,
+    )
+blueprint.add_url_rule("/access-tokens/introspect", "introspect", introspect, methods=["POST"])
 
 
 # -- the OpenAPI document -----------------------------------------------------------------

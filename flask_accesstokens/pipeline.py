@@ -140,16 +140,28 @@ class Pipeline:
     def of(app: Flask) -> Pipeline:
         return cast(Pipeline, app.extensions[PIPELINE_KEY])
 
-    def verify(self, requirement: Requirement) -> AuthenticatedToken | None:
+    def verify(
+        self,
+        requirement: Requirement,
+        *,
+        view_args: dict[str, Any] | None = None,
+        client: str | None = None,
+    ) -> AuthenticatedToken | None:
         """Authenticate the current request and check scopes and binding.
-        Raises :class:`AccessTokenError` (400, 401, 403, 429 or 503)."""
+        Raises :class:`AccessTokenError` (400, 401, 403, 429 or 503).
+
+        A gateway's check decides about another request: it passes that
+        request's route arguments and client instead of its own."""
         scopes = requirement.scopes
         if scopes not in self._checked:
             self.state.catalog.check_known(scopes)  # an app's own scopes
             self._checked.add(scopes)
         req = request._get_current_object()  # type: ignore[attr-defined]
         environ = req.environ
-        client: str | None = environ.get("REMOTE_ADDR")
+        if client is None:
+            client = environ.get("REMOTE_ADDR")
+        if view_args is None:
+            view_args = req.view_args
         try:
             # 1. credentials
             secret = self._credentials(environ, client)
@@ -172,7 +184,7 @@ class Pipeline:
             if granted.isdisjoint(scopes) if requirement.any_of else not granted.issuperset(scopes):
                 self._failed("insufficient_scope", token.id, client)
                 raise InsufficientScope(required=scopes, granted=token.scopes)
-            if requirement.bind and not self._binds(token, req.view_args, requirement):
+            if requirement.bind and not self._binds(token, view_args, requirement):
                 self._failed("wrong_resource", token.id, client)
                 raise WrongResource(required=scopes, granted=token.scopes)
         except AccessTokenError as e:
