@@ -41,9 +41,7 @@ from .errors import PlanRestriction
 from .errors import TokenConflict
 from .errors import TokenValidationError
 from .errors import UnknownResource
-from .gateway import check
-from .gateway import CHECK_METHODS
-from .gateway import CHECK_PATH
+from .gateway import register_check
 from .introspection import introspect
 from .models import AccessToken
 from .models import NAME_MAX_LENGTH
@@ -516,17 +514,7 @@ def public_revocation() -> tuple[Response, int]:
 
 # -- gateways: forward auth and introspection (their own modules) ----------------------
 
-blueprint.add_url_rule(CHECK_PATH, "gateway_check", check, methods=CHECK_METHODS)
-for _rule in (f"{CHECK_PATH}/", f"{CHECK_PATH}/<path:original>"):
-    # Envoy's form. Slashes are the check's to judge: never a redirect.
-    blueprint.add_url_rule(
-        _rule,
-        "gateway_check_path",
-        check,
-        methods=CHECK_METHODS,
-        defaults={"original": ""} if _rule.endswith("/") else None,
-        merge_slashes=False,
-    )
+register_check(blueprint)
 blueprint.add_url_rule("/access-tokens/introspect", "introspect", introspect, methods=["POST"])
 
 

@@ -28,12 +28,14 @@ from typing import Any
 from typing import cast
 from urllib.parse import quote
 
+from flask import Blueprint
 from flask import current_app
 from flask import Flask
 from flask import request
 from werkzeug.exceptions import Forbidden
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map
+from werkzeug.routing import PathConverter
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
@@ -173,6 +175,34 @@ class UnreadableCredentials(InvalidToken):
 
     error_code = "invalid_request"
     description = "The Authorization header is malformed."
+
+
+class OriginalPath(PathConverter):
+    """The rest of the path, whatever it is: empty, or with a leading or a
+    doubled slash. The check judges it, so it never gets a 404."""
+
+    regex = ".*"
+    part_isolating = False  # not inferred: the regex names no slash
+
+
+#: The converter's name in the app's URL map.
+CONVERTER = "accesstokens_original"
+
+
+def register_check(blueprint: Blueprint) -> None:
+    """Mount the check on ``blueprint``: the header form at ``CHECK_PATH``
+    and Envoy's form below it."""
+    blueprint.record_once(
+        lambda state: state.app.url_map.converters.setdefault(CONVERTER, OriginalPath)
+    )
+    blueprint.add_url_rule(CHECK_PATH, "gateway_check", check, methods=CHECK_METHODS)
+    blueprint.add_url_rule(
+        f"{CHECK_PATH}/<{CONVERTER}:original>",
+        "gateway_check_path",
+        check,
+        methods=CHECK_METHODS,
+        merge_slashes=False,  # slashes are the check's to judge: never a redirect
+    )
 
 
 def gateway_map(app: Flask) -> GatewayMap:
