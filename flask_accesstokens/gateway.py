@@ -32,6 +32,7 @@ from flask import Blueprint
 from flask import current_app
 from flask import Flask
 from flask import request
+from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import Forbidden
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map
@@ -192,9 +193,11 @@ CONVERTER = "accesstokens_original"
 def register_check(blueprint: Blueprint) -> None:
     """Mount the check on ``blueprint``: the header form at ``CHECK_PATH``
     and Envoy's form below it."""
-    blueprint.record_once(
-        lambda state: state.app.url_map.converters.setdefault(CONVERTER, OriginalPath)
-    )
+
+    def converter(state: BlueprintSetupState) -> None:
+        state.app.url_map.converters.setdefault(CONVERTER, OriginalPath)
+
+    blueprint.record_once(converter)
     blueprint.add_url_rule(CHECK_PATH, "gateway_check", check, methods=CHECK_METHODS)
     blueprint.add_url_rule(
         f"{CHECK_PATH}/<{CONVERTER}:original>",
