@@ -55,7 +55,8 @@ def wait_for_port(
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing on port {port}\n{log.read_text(errors='replace')}")
+                text = log.read_text(errors="replace")
+                raise RuntimeError(f"nothing on port {port}\n{text}") from None
             time.sleep(0.05)
 
 
