@@ -182,7 +182,7 @@ class OriginalPath(PathConverter):
     """The rest of the path, whatever it is: empty, or with a leading or a
     doubled slash. The check judges it, so it never gets a 404."""
 
-    regex = ".*"
+    regex = "[\\s\\S]*"  # newlines too: "." stops at one
     part_isolating = False  # not inferred: the regex names no slash
 
 
