@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
+from urllib.parse import urlsplit
 
 import pytest
+import yaml
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from helpers import bearer
@@ -17,6 +20,7 @@ from helpers import make_app
 
 from flask_accesstokens import AccessTokens
 from flask_accesstokens import canary_tripped
+from flask_accesstokens.gateway import IDENTITY_HEADERS
 
 CHECK = "/api/access-tokens/check"
 GATEWAY_CLIENT = "198.51.100.7"
@@ -295,3 +299,77 @@ def unmounted(database_uri: str) -> Iterator[Flask]:
 
 def test_without_the_api_there_is_no_check(unmounted: Flask) -> None:
     assert unmounted.test_client().get(CHECK).status_code == 404
+
+
+# -- Traefik and Envoy: their documented configs' request shape -------------------------
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "gateways"
+
+
+def test_traefiks_documented_request_shape(client: Any, gateway: AccessTokens) -> None:
+    """Traefik's forwardAuth asks with GET at the configured address, with its
+    own X-Forwarded-* (trustForwardHeader: false) and the client's headers."""
+    config = yaml.safe_load((EXAMPLES / "traefik.yml").read_text())
+    forward = config["http"]["middlewares"]["access-tokens"]["forwardAuth"]
+    assert forward["trustForwardHeader"] is False
+    assert set(forward["authResponseHeaders"]) == set(IDENTITY_HEADERS)
+    path = urlsplit(forward["address"]).path
+    secret = new(gateway, ["pipeline:write"], repository="api")
+
+    def traefik(method: str, uri: str, authorization: dict[str, str]) -> Any:
+        return client.get(
+            path,
+            headers={
+                **authorization,
+                "User-Agent": "ci-runner/1.0",
+                "Accept-Encoding": "gzip",
+                "X-Forwarded-Method": method,
+                "X-Forwarded-Proto": "https",
+                "X-Forwarded-Host": "svc.example",
+                "X-Forwarded-Uri": uri,
+                "X-Forwarded-Port": "443",
+                "X-Forwarded-Server": "traefik-1",
+                "X-Real-Ip": "198.51.100.7",
+                "X-Forwarded-For": "198.51.100.7",
+            },
+        )
+
+    allowed = traefik("POST", "/svc/acme/api/builds?wait=1", bearer(secret))
+    assert allowed.status_code == 200
+    assert {name: allowed.headers[name] for name in forward["authResponseHeaders"]}
+    assert traefik("POST", "/svc/acme/lib/builds", bearer(secret)).status_code == 403
+    assert traefik("GET", "/svc/acme/api/builds", {}).status_code == 401
+
+
+def test_envoys_documented_request_shape(client: Any, gateway: AccessTokens) -> None:
+    """Envoy's ext_authz asks with the original method at path_prefix + the
+    original path, with only the allowed headers, plus its own."""
+    config = yaml.safe_load((EXAMPLES / "envoy.yaml").read_text())
+    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    assert manager["typed_config"]["use_remote_address"] is True
+    ext_authz = manager["typed_config"]["http_filters"][0]["typed_config"]
+    assert ext_authz["failure_mode_allow"] is False
+    service = ext_authz["http_service"]
+    allowed_headers = {
+        p["exact"] for p in service["authorization_request"]["allowed_headers"]["patterns"]
+    }
+    upstream = service["authorization_response"]["allowed_upstream_headers"]["patterns"]
+    assert {p["exact"] for p in upstream} == {name.lower() for name in IDENTITY_HEADERS}
+    secret = new(gateway, ["pipeline:write"], repository="api")
+
+    def envoy(method: str, original: str, authorization: dict[str, str]) -> Any:
+        client_headers = {
+            **{k.lower(): v for k, v in authorization.items()},
+            "user-agent": "ci-runner/1.0",
+            "x-forwarded-for": "198.51.100.7",
+            "x-token-id": "forged",  # not allowed: Envoy does not send it
+        }
+        sent = {k: v for k, v in client_headers.items() if k in allowed_headers}
+        sent |= {"x-envoy-expected-rq-timeout-ms": "1000", "x-envoy-internal": "true"}
+        return client.open(service["path_prefix"] + original, method=method, headers=sent)
+
+    assert envoy("POST", "/svc/acme/api/builds?wait=1", bearer(secret)).status_code == 200
+    assert envoy("GET", "/svc/acme/api/builds", bearer(secret)).status_code == 200
+    assert envoy("DELETE", "/svc/acme/api/builds", bearer(secret)).status_code == 403
+    assert envoy("GET", "/svc/hobby/notes/builds", bearer(secret)).status_code == 403
+    assert envoy("GET", "/svc/acme/api/builds", {}).status_code == 401
