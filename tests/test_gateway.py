@@ -373,3 +373,15 @@ def test_envoys_documented_request_shape(client: Any, gateway: AccessTokens) -> 
     assert envoy("DELETE", "/svc/acme/api/builds", bearer(secret)).status_code == 403
     assert envoy("GET", "/svc/hobby/notes/builds", bearer(secret)).status_code == 403
     assert envoy("GET", "/svc/acme/api/builds", {}).status_code == 401
+
+
+def test_non_ascii_names_travel_percent_encoded(client: Any, gateway: AccessTokens) -> None:
+    created = gateway.create_token(
+        name="é", workspace="acme", repository="josé", scopes=["pipeline"]
+    )
+    for uri in ("/svc/acme/jos%C3%A9/builds", "/svc/acme/jos\xc3\xa9/builds"):  # encoded, raw
+        response = ask(client, "GET", uri, created.secret)
+        assert response.status_code == 200
+        assert response.headers["X-Token-Resource"] == "workspace=acme&repository=jos%C3%A9"
+        assert response.headers["X-Token-Resource"].isascii()
+    assert ask(client, "GET", "/svc/acme/jose/builds", created.secret).status_code == 403

@@ -124,6 +124,13 @@ def test_an_allowed_request_arrives_with_the_tokens_identity(
     resource = seen[0].one("X-Token-Resource")
     assert resource is not None
     assert dict(parse_qsl(resource)) == {"workspace": "acme", "repository": "api"}
+    accented = tokens.create_token(
+        name="é", workspace="acme", repository="josé", scopes=["pipeline"]
+    )
+    path = f"/svc/acme/jos%C3%A9/builds?gateway={gateway}"
+    assert send(gateway, "GET", path, bearer(accented.secret)).status == 200
+    seen = [s for s in upstream.seen if s.path == path]
+    assert seen[0].one("X-Token-Resource") == "workspace=acme&repository=jos%C3%A9"
     post = f"/svc/acme/api/builds?post={gateway}"
     assert send(gateway, "POST", post, bearer(new.secret)).status == 200
     assert arrivals(upstream, post) == 1
