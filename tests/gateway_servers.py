@@ -74,6 +74,7 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
 def started(
     command: list[str], log: Path, port: int, env: dict[str, str] | None = None
 ) -> Iterator[None]:
+    log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
@@ -175,11 +176,13 @@ def render_nginx(template: str, values: dict[str, str]) -> str:
 
 
 @contextmanager
-def nginx(check_port: int, upstream_port: int, folder: Path) -> Iterator[int]:
+def nginx(
+    check_port: int, upstream_port: int, folder: Path, examples: Path = EXAMPLES
+) -> Iterator[int]:
     port = free_port()
     folder.mkdir(parents=True, exist_ok=True)
     config = render_nginx(
-        (EXAMPLES / "nginx.conf.template").read_text(),
+        (examples / "nginx.conf.template").read_text(),
         {
             "GATEWAY_LISTEN": f"127.0.0.1:{port}",
             "CHECK_UPSTREAM": f"127.0.0.1:{check_port}",
@@ -196,7 +199,9 @@ def nginx(check_port: int, upstream_port: int, folder: Path) -> Iterator[int]:
 
 
 @contextmanager
-def caddy(check_port: int, upstream_port: int, folder: Path) -> Iterator[int]:
+def caddy(
+    check_port: int, upstream_port: int, folder: Path, examples: Path = EXAMPLES
+) -> Iterator[int]:
     port = free_port()
     folder.mkdir(parents=True, exist_ok=True)
     env = dict(
@@ -211,7 +216,7 @@ def caddy(check_port: int, upstream_port: int, folder: Path) -> Iterator[int]:
     )
     path = binary("caddy")
     assert path is not None
-    command = [path, "run", "--config", str(EXAMPLES / "Caddyfile"), "--adapter", "caddyfile"]
+    command = [path, "run", "--config", str(examples / "Caddyfile"), "--adapter", "caddyfile"]
     with started(command, folder / "caddy.log", port, env):
         yield port
 
