@@ -119,6 +119,52 @@ def measure(port: int, authorization: str, seconds: float, clients: int) -> floa
     return ok / seconds
 
 
+def in_process(database: str, count: int = 2000, rounds: int = 5) -> dict[str, float]:
+    """Microseconds per request in process (Flask test client): an
+    unprotected route, the same request to a protected view, and the check
+    deciding about it. No gateway, no sockets: the check's own cost."""
+    from flask import Flask
+    from gateway_wsgi import declare
+    from helpers import make_app
+
+    app, db, tokens = make_app(database)
+    declare(tokens)
+
+    @app.get("/bare/<workspace>/<repo_slug>")
+    def bare(workspace: str, repo_slug: str) -> str:
+        return "ok"
+
+    with app.app_context():
+        secret = tokens.create_token(
+            name="bench", workspace="acme", repository="api", scopes=["pipeline", "repository"]
+        ).secret
+    auth = {"Authorization": f"Bearer {secret}"}
+    forwarded = {
+        **auth,
+        "X-Forwarded-Method": "GET",
+        "X-Forwarded-Uri": PATH,
+        "X-Forwarded-For": "198.51.100.7",
+    }
+    requests = {
+        "unprotected route": ("/bare/acme/api", auth),
+        "@require_scope view": ("/repositories/acme/api", auth),
+        "gateway check": ("/api/access-tokens/check", forwarded),
+    }
+    client = Flask.test_client(app)
+    samples: dict[str, list[float]] = {name: [] for name in requests}
+    for _ in range(rounds):
+        for name, (url, headers) in requests.items():
+            assert client.get(url, headers=headers).status_code == 200
+            start = time.perf_counter()
+            for _ in range(count):
+                client.get(url, headers=headers)
+            samples[name].append((time.perf_counter() - start) / count * 1e6)
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
 def prepare(database: str) -> str:
     from helpers import make_app
 
@@ -153,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
             database = stack.enter_context(fresh_schema(args.postgresql))
         else:
             database = f"sqlite:///{folder / 'tokens.sqlite'}"
+        costs = in_process(database)
+        bare = costs["unprotected route"]
+        for name, micros in costs.items():
+            print(f"in process: {name:20} {micros:7.1f} µs   × {micros / bare:.2f}")
         authorization = prepare(database)
         check_port = stack.enter_context(gunicorn(database, folder / "check", args.workers))
         upstream_port = stack.enter_context(upstream(folder, 2))

@@ -227,7 +227,7 @@ class AccessTokens:
         options mean what they mean on :func:`require_scope` (``any_of``:
         :func:`require_any_scope`). See :doc:`/gateways`.
 
-        .. versionadded:: 0.3
+        .. versionadded:: 0.2
         """
         self._gateway_routes.declare(
             rule, scopes, methods=methods, any_of=any_of, bind=bind, container=container

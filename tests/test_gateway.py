@@ -385,3 +385,11 @@ def test_non_ascii_names_travel_percent_encoded(client: Any, gateway: AccessToke
         assert response.headers["X-Token-Resource"] == "workspace=acme&repository=jos%C3%A9"
         assert response.headers["X-Token-Resource"].isascii()
     assert ask(client, "GET", "/svc/acme/jose/builds", created.secret).status_code == 403
+
+
+@pytest.mark.parametrize(
+    "value", ["127.0.0.0/8", ["10.0.0.1/8"], ["not a network"], [None], {"a": "b"}]
+)
+def test_the_proxies_setting_is_checked(database_uri: str, value: Any) -> None:
+    with pytest.raises(ValueError, match="ACCESSTOKENS_GATEWAY_PROXIES"):
+        make_app(database_uri, ACCESSTOKENS_GATEWAY_PROXIES=value)
