@@ -56,8 +56,8 @@ log = logging.getLogger("flask_accesstokens")
 
 #: ``app.extensions`` key of an app's compiled gateway routes.
 GATEWAY_KEY = "accesstokens.gateway"
-#: The methods the check answers. A gateway asks with GET (Caddy, Traefik),
-#: the original method (Envoy), or the original method without a body (nginx).
+#: The methods the check answers. nginx, Caddy and Traefik ask with GET;
+#: Envoy asks with the original method.
 CHECK_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 #: The check's own path under the management API's prefix.
 CHECK_PATH = "/access-tokens/check"
