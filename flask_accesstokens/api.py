@@ -40,6 +40,8 @@ from .errors import PlanRestriction
 from .errors import TokenConflict
 from .errors import TokenValidationError
 from .errors import UnknownResource
+from .gateway import register_check
+from .introspection import introspect
 from .models import AccessToken
 from .models import NAME_MAX_LENGTH
 from .pipeline import Pipeline
@@ -84,6 +86,9 @@ TOKEN_ENDPOINTS: set[str] = {
     "accesstokens_api.self_delete",
     "accesstokens_api.secret_scanning",
     "accesstokens_api.public_revocation",
+    "accesstokens_api.gateway_check",
+    "accesstokens_api.gateway_check_path",
+    "accesstokens_api.introspect",
 }
 #: ``app.extensions`` key of the app's public revocation throttle.
 PUBLIC_THROTTLE_KEY = "accesstokens.public_revocation"
@@ -512,6 +517,12 @@ def public_revocation() -> tuple[Response, int]:
     response = jsonify({})
     response.call_on_close(announce)
     return response, 202
+
+
+# -- gateways: forward auth and introspection (their own modules) ----------------------
+
+register_check(blueprint)
+blueprint.add_url_rule("/access-tokens/introspect", "introspect", introspect, methods=["POST"])
 
 
 # -- the OpenAPI document -----------------------------------------------------------------

@@ -8,6 +8,8 @@ That includes the digest key: ``ACCESSTOKENS_DIGEST_KEYS`` or, without it,
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 from collections.abc import Callable
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from urllib.parse import urlsplit
 from limits import parse
 from limits import storage as limits_storage
 
+from .addresses import IPNetwork
 from .bounded import LEAK_PROVIDER_MAX_LENGTH
 from .errors import ConfigurationError
 from .resources import DEFAULT_VIEW_ARGS
@@ -26,6 +29,8 @@ from .words import MESSAGES
 
 #: Bitbucket's ceiling for the rotation grace window.
 MAX_ROTATION_GRACE = timedelta(minutes=30)
+#: Introspection clients share a secret with the app: at least this long.
+MIN_CLIENT_SECRET = 16
 GITHUB_KEYS_URL = "https://api.github.com/meta/public_keys/secret_scanning"
 
 
@@ -180,6 +185,40 @@ def _public_revocation_limit(key: str, value: Any) -> str:
     return checked
 
 
+def _proxies(key: str, value: Any) -> tuple[IPNetwork, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise ConfigurationError(key, "must be a list of networks, e.g. ['127.0.0.0/8']")
+    networks: list[IPNetwork] = []
+    for entry in value:
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=True))
+        except (TypeError, ValueError):
+            raise ConfigurationError(key, f"{entry!r} is not a network in strict form") from None
+    return tuple(networks)
+
+
+def _introspection_clients(key: str, value: Any) -> dict[str, bytes]:
+    """Client id -> SHA-256 of its secret: the secrets themselves are not kept
+    beyond the app's own config."""
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(key, "must map client ids to secrets")
+    clients: dict[str, bytes] = {}
+    for client_id, secret in value.items():
+        # RFC 7617: a user-id cannot hold a colon; both travel in a header.
+        if not isinstance(client_id, str) or not client_id.isprintable() or ":" in client_id:
+            raise ConfigurationError(key, f"client id {client_id!r} must be printable, no colon")
+        if not client_id or len(client_id) > 255:
+            raise ConfigurationError(key, "client ids must be 1 to 255 characters")
+        if not isinstance(secret, str) or len(secret) < MIN_CLIENT_SECRET or len(secret) > 1024:
+            raise ConfigurationError(
+                key,
+                f"{client_id}: the secret must be a string of {MIN_CLIENT_SECRET} to 1024"
+                " characters",
+            )
+        clients[client_id] = hashlib.sha256(secret.encode("utf-8")).digest()
+    return clients
+
+
 Check = Callable[[str, Any], Any]
 
 #: key (without the prefix) -> (default, check). ``docs/config.rst`` documents each.
@@ -206,6 +245,8 @@ KEYS: dict[str, tuple[Any, Check]] = {
     "SECRET_SCANNING_KEYS": ({"github": GITHUB_KEYS_URL}, _keys_urls),
     "PUBLIC_REVOCATION_LIMIT": ("10/minute", _public_revocation_limit),
     "MESSAGES": ({}, _messages),
+    "GATEWAY_PROXIES": (["127.0.0.0/8", "::1/128"], _proxies),
+    "INTROSPECTION_CLIENTS": ({}, _introspection_clients),
 }
 
 
@@ -249,6 +290,9 @@ class Settings:
     secret_scanning_keys: dict[str, str]
     public_revocation_limit: str
     messages: dict[str, str]
+    gateway_proxies: tuple[IPNetwork, ...]
+    #: client id -> SHA-256 of its secret
+    introspection_clients: dict[str, bytes]
 
 
 def load(config: dict[str, Any]) -> Settings:

@@ -20,6 +20,9 @@ from flask_sqlalchemy import SQLAlchemy
 
 from . import config
 from .errors import AccessTokenError
+from .gateway import GATEWAY_KEY
+from .gateway import GatewayMap
+from .gateway import GatewayRoutes
 from .models import AccessToken
 from .models import Base
 from .pipeline import Pipeline
@@ -137,6 +140,7 @@ class AccessTokens:
         self.resources = resources
         self._db = db
         self._callbacks = Callbacks()
+        self._gateway_routes = GatewayRoutes()
         if app is not None:
             self.init_app(app, db=db)
 
@@ -172,6 +176,7 @@ class AccessTokens:
         app.extensions[STATE_KEY] = state
         app.extensions[PIPELINE_KEY] = Pipeline(state, RequestStore(state))
         app.extensions[SERVICE_KEY] = TokenService(state)
+        app.extensions[GATEWAY_KEY] = GatewayMap(self._gateway_routes, app)
         app.wsgi_app = _DropCookies(  # type: ignore[method-assign]
             app.wsgi_app, lambda: self._check_callbacks(state)
         )
@@ -324,6 +329,29 @@ class AccessTokens:
         """
         self._callbacks.unauthorized_handler = callback
         return callback
+
+    def gateway_route(
+        self,
+        rule: str,
+        *scopes: str,
+        methods: Iterable[str] = ("GET",),
+        any_of: bool = False,
+        bind: bool = True,
+        container: bool = False,
+    ) -> None:
+        """Declare a route of a service behind a gateway, which asks
+        ``{prefix}/access-tokens/check`` before letting a request through.
+        ``rule`` is a Werkzeug rule (the app's converters work) whose
+        arguments name the resource as on a protected view; the scopes and
+        options mean what they mean on :func:`require_scope` (``any_of``:
+        :func:`require_any_scope`). See :doc:`/gateways`.
+
+        .. versionadded:: 0.2
+        """
+        self.scopes.check_known(scopes, f"gateway route {rule!r}")
+        self._gateway_routes.declare(
+            rule, scopes, methods=methods, any_of=any_of, bind=bind, container=container
+        )
 
     # -- the Python API: one to one onto the service ----------------------------------
 

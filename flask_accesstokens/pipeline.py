@@ -141,16 +141,28 @@ class Pipeline:
     def of(app: Flask) -> Pipeline:
         return cast(Pipeline, app.extensions[PIPELINE_KEY])
 
-    def verify(self, requirement: Requirement) -> AuthenticatedToken | None:
+    def verify(
+        self,
+        requirement: Requirement,
+        *,
+        view_args: dict[str, Any] | None = None,
+        client: str | None = None,
+    ) -> AuthenticatedToken | None:
         """Authenticate the current request and check scopes and binding.
-        Raises :class:`AccessTokenError` (400, 401, 403, 429 or 503)."""
+        Raises :class:`AccessTokenError` (400, 401, 403, 429 or 503).
+
+        A gateway's check decides about another request: it passes that
+        request's route arguments and client instead of its own."""
         scopes = requirement.scopes
         if scopes not in self._checked:
             self.state.catalog.check_known(scopes)  # an app's own scopes
             self._checked.add(scopes)
         req = request._get_current_object()  # type: ignore[attr-defined]
         environ = req.environ
-        client: str | None = environ.get("REMOTE_ADDR")
+        if client is None:
+            client = environ.get("REMOTE_ADDR")
+        if view_args is None:
+            view_args = req.view_args
         try:
             # 1. credentials; an optional route leaves the app's own alone
             if requirement.optional and not presents_token(
@@ -178,7 +190,7 @@ class Pipeline:
                 self._failed("insufficient_scope", token.id, client)
                 raise InsufficientScope(required=scopes, granted=token.scopes)
             if requirement.bind:
-                named = self._binds(token, req.view_args, requirement)
+                named = self._binds(token, view_args, requirement)
                 if named is not None:
                     self._failed("wrong_resource", token.id, client)
                     raise WrongResource(self._not_for(named), required=scopes)

@@ -49,6 +49,8 @@ BAD: dict[str, list[Any]] = {
         {"p" * 33: "https://x"},
     ],
     "PUBLIC_REVOCATION_LIMIT": [None, "", "lots", 10],
+    "GATEWAY_PROXIES": ["127.0.0.0/8", ["10.0.0.1/8"], ["nope"], [None], None],
+    "INTROSPECTION_CLIENTS": [None, ["a"], {"a:b": "s" * 16}, {"a": "short"}, {"a": 1}],
 }
 
 
