@@ -150,6 +150,48 @@ def _keys_urls(key: str, value: Any) -> dict[str, str]:
     return dict(value)
 
 
+#: What an ``ACCESSTOKENS_OIDC_ISSUERS`` entry may say, and the type of each.
+_ISSUER_FIELDS = {"issuer": str, "audience": str, "multiple_audiences": bool, "jti": bool}
+
+
+def _oidc_issuers(key: str, value: Any) -> dict[str, dict[str, Any]]:
+    """Issuer name -> ``{"issuer": URL, "audience": str}``, optionally
+    ``multiple_audiences`` and ``jti`` (booleans)."""
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(key, "must map issuer names to {'issuer', 'audience'}")
+    checked: dict[str, dict[str, Any]] = {}
+    urls: set[str] = set()
+    for name, entry in value.items():
+        if (
+            not isinstance(name, str)
+            or not 0 < len(name) <= 64
+            or not name.isascii()
+            or not all(c.isalnum() or c in "-_" for c in name)
+        ):
+            raise ConfigurationError(
+                key, f"issuer name {name!r} must be 1-64 letters, digits, - or _"
+            )
+        if not isinstance(entry, Mapping) or not {"issuer", "audience"} <= set(entry):
+            raise ConfigurationError(key, f"{name}: must have 'issuer' and 'audience'")
+        for field, field_value in entry.items():
+            expected = _ISSUER_FIELDS.get(field)
+            if expected is None:
+                raise ConfigurationError(key, f"{name}: unknown field {field!r}")
+            if not isinstance(field_value, expected):
+                raise ConfigurationError(key, f"{name}: {field!r} must be a {expected.__name__}")
+        url, audience = entry["issuer"], entry["audience"]
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+            raise ConfigurationError(key, f"{name}: issuer {url!r} is not an http(s) URL")
+        if url in urls:
+            raise ConfigurationError(key, f"{name}: issuer {url!r} is configured twice")
+        urls.add(url)
+        if not audience or not audience.isprintable():
+            raise ConfigurationError(key, f"{name}: 'audience' must be a non-empty string")
+        checked[name] = dict(entry)
+    return checked
+
+
 def _public_revocation_limit(key: str, value: Any) -> str:
     checked = _rate_limit(key, value)
     if checked is None:
@@ -181,6 +223,8 @@ KEYS: dict[str, tuple[Any, Check]] = {
     "RECENT_CLIENTS_MAX_AGE": (timedelta(days=90), lambda k, v: duration(k, v, positive=True)),
     "SECRET_SCANNING_KEYS": ({"github": GITHUB_KEYS_URL}, _keys_urls),
     "PUBLIC_REVOCATION_LIMIT": ("10/minute", _public_revocation_limit),
+    "OIDC_ISSUERS": ({}, _oidc_issuers),
+    "OIDC_EXCHANGE_LIMIT": ("60/minute", _public_revocation_limit),
 }
 
 
@@ -222,6 +266,8 @@ class Settings:
     recent_clients_max_age: timedelta
     secret_scanning_keys: dict[str, str]
     public_revocation_limit: str
+    oidc_issuers: dict[str, dict[str, Any]]
+    oidc_exchange_limit: str
 
 
 def load(config: dict[str, Any]) -> Settings:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from collections.abc import Iterable
+from collections.abc import Mapping
 from datetime import datetime
 from datetime import timedelta
 from typing import Any
@@ -19,7 +20,9 @@ from flask_sqlalchemy import SQLAlchemy
 from . import config
 from .models import AccessToken
 from .models import Base
+from .oidc import require_pyjwt
 from .pipeline import Pipeline
+from .resources import Resource
 from .scopes import default_catalog
 from .scopes import ScopeCatalog
 from .service import Page
@@ -34,6 +37,8 @@ from .state import SERVICE_KEY
 from .state import STATE_KEY
 from .store import RequestStore
 from .tokens import NewToken
+from .trustmodels import TrustPolicy
+from .trustpolicy import DEFAULT_LIFETIME
 
 C = TypeVar("C", bound=Callable[..., Any])
 
@@ -114,6 +119,8 @@ class AccessTokens:
         if db is None:
             raise RuntimeError("AccessTokens needs the Flask-SQLAlchemy db: init_app(app, db=db)")
         settings = config.load(app.config)
+        if settings.oidc_issuers:
+            require_pyjwt()
 
         for table in Base.metadata.sorted_tables:
             if table.name not in db.metadata.tables:
@@ -148,14 +155,17 @@ class AccessTokens:
         # Imported here: each surface is optional, and the admin pages need
         # the ``admin`` extra only when they are turned on.
         if settings.api_url_prefix is not None:
+            from . import oidcapi  # noqa: F401 - adds the exchange and policy routes
             from .api import blueprint as api
 
             app.register_blueprint(api, url_prefix=settings.api_url_prefix)
         if settings.admin_url_prefix is not None:
+            from . import policyadmin  # noqa: F401 - adds the trust-policy pages
             from .admin import blueprint as admin
 
             app.register_blueprint(admin, url_prefix=settings.admin_url_prefix)
         if settings.cli:
+            from . import policycli  # noqa: F401 - adds ``trust-policies``
             from .cli import access_tokens
 
             app.cli.add_command(access_tokens)
@@ -317,6 +327,53 @@ class AccessTokens:
         .. versionadded:: 0.2
         """
         return self.service().notify_expiring(now)
+
+    # -- trust policies (OIDC exchange) ------------------------------------------
+
+    def create_trust_policy(
+        self,
+        *,
+        resource: Mapping[str, Any] | Resource,
+        issuer: str,
+        claims: Mapping[str, Any],
+        scopes: Iterable[str],
+        lifetime: timedelta = DEFAULT_LIFETIME,
+        created_by: str | None = None,
+    ) -> TrustPolicy:
+        """Let CI jobs whose ID tokens carry ``claims`` exchange them for
+        tokens of ``resource``. See :meth:`TokenService.create_trust_policy`.
+
+        .. versionadded:: 0.3
+        """
+        return self.service().create_trust_policy(
+            resource=resource,
+            issuer=issuer,
+            claims=claims,
+            scopes=scopes,
+            lifetime=lifetime,
+            created_by=created_by,
+        )
+
+    def delete_trust_policy(self, policy_id: str, deleted_by: str | None = None) -> bool:
+        """Delete a policy and revoke the live tokens it minted.
+
+        .. versionadded:: 0.3
+        """
+        return self.service().delete_trust_policy(policy_id, deleted_by)
+
+    def list_trust_policies(self, resource: Mapping[str, Any] | Resource) -> list[TrustPolicy]:
+        """The trust policies of exactly this resource, newest first.
+
+        .. versionadded:: 0.3
+        """
+        return self.service().list_trust_policies(resource)
+
+    def get_trust_policy(self, policy_id: str) -> TrustPolicy | None:
+        """The policy, or None.
+
+        .. versionadded:: 0.3
+        """
+        return self.service().get_trust_policy(policy_id)
 
     def audit_events(self, token_id: str | None = None, limit: int = 100) -> list[Any]:
         """The audit log, newest first."""

@@ -12,6 +12,7 @@ from datetime import timezone
 from typing import Any
 
 from .models import AccessToken
+from .trustmodels import TrustPolicy
 
 
 def isoformat(value: datetime | None) -> str | None:
@@ -49,6 +50,8 @@ def token_json(token: AccessToken) -> dict[str, Any]:
     .. versionadded:: 0.1
     .. versionchanged:: 0.2
         ``canary``, ``leak_provider`` and ``leak_url``.
+    .. versionchanged:: 0.3
+        ``policy_id``: the trust policy that minted it in an OIDC exchange.
     """
     return {
         "id": token.id,
@@ -73,9 +76,36 @@ def token_json(token: AccessToken) -> dict[str, Any]:
         "canary": bool(token.canary),
         "leak_provider": token.leak_provider,
         "leak_url": token.leak_url,
+        "policy_id": token.policy_id,
     }
 
 
 def new_token_json(secret: str, token: AccessToken) -> dict[str, Any]:
     """The answer to a create or rotate: the record plus the secret, once."""
     return {**token_json(token), "token": secret}
+
+
+def policy_json(policy: TrustPolicy) -> dict[str, Any]:
+    """The public view of a trust policy.
+
+    .. versionadded:: 0.3
+    """
+    resource = {"workspace": policy.workspace}
+    if policy.type == "project" and policy.project is not None:
+        resource["project"] = policy.project
+    if policy.repository is not None:
+        resource["repository"] = policy.repository
+    return {
+        "id": policy.id,
+        "type": policy.type,
+        "resource": resource,
+        "workspace": policy.workspace,
+        "project": policy.project,
+        "repository": policy.repository,
+        "issuer": policy.issuer,
+        "claims": policy.claims,
+        "scopes": list(policy.scopes),
+        "lifetime": policy.lifetime_seconds,
+        "created_at": isoformat(policy.created_at),
+        "created_by": policy.created_by,
+    }

@@ -45,6 +45,7 @@ from .scopes import TOKEN_TYPES
 from .servicebase import resource_of
 from .state import SERVICE_KEY
 from .tokens import NewToken
+from .trustpolicy import TrustPolicies
 
 log = logging.getLogger("flask_accesstokens")
 
@@ -67,10 +68,11 @@ class Page:
         return self.page * self.pagelen < self.total
 
 
-class TokenService(LeakResponse, Housekeeping):
+class TokenService(LeakResponse, Housekeeping, TrustPolicies):
     """Token management for one app: creating, finding, revoking and
     rotating here; leak response (``leaks.py``) and housekeeping
-    (``housekeeping.py``) beside it, on the same session and audit."""
+    (``housekeeping.py``) and trust policies with the OIDC exchange
+    (``trustpolicy.py``) beside it, on the same session and audit."""
 
     @staticmethod
     def of(app: Flask) -> TokenService:
@@ -355,6 +357,9 @@ class TokenService(LeakResponse, Housekeeping):
         if token.canary:
             # A second secret would be a second canary planted nowhere.
             raise TokenConflict("A canary token cannot be rotated; create a new one.")
+        if token.policy_id is not None:
+            # Minted for one CI job: it ends with the job, never renewed.
+            raise TokenConflict("A token minted by an OIDC exchange cannot be rotated.")
         self.check_plan(resource_of(token))
         generation = token.generation
         now = utcnow()
@@ -386,9 +391,12 @@ class TokenService(LeakResponse, Housekeeping):
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _insert(self, resource: Resource, now: datetime, **fields: Any) -> NewToken:
+    def _insert(
+        self, resource: Resource, now: datetime, audit_detail: str | None = None, **fields: Any
+    ) -> NewToken:
         """Write a validated token, its digest and its audit row in one
-        transaction, then announce it: the end of every create path."""
+        transaction, then announce it: the end of every create path (an
+        OIDC exchange passes the matched claims as ``audit_detail``)."""
         token = AccessToken(
             id=tokenformat.new_id(),
             type=resource.type,
@@ -401,7 +409,7 @@ class TokenService(LeakResponse, Housekeeping):
             **fields,
         )
         secret = self._add_secret(token, now)
-        detail = "canary" if token.canary else None
+        detail = "canary" if token.canary else audit_detail
         self._audit("created", token, actor=token.created_by, detail=detail)
         self._commit()
         signals.token_created.send(self.app, token=token, actor=token.created_by)
