@@ -46,6 +46,16 @@ BAD: dict[str, list[Any]] = {
         {"public": "https://x"},
     ],
     "PUBLIC_REVOCATION_LIMIT": [None, "", "lots", 10],
+    "OIDC_ISSUERS": [
+        None,
+        ["https://token.actions.githubusercontent.com"],
+        {"github": {"issuer": "https://x"}},
+        {"github": {"issuer": "file:///etc", "audience": "a"}},
+        {"github": {"issuer": "https://x", "audience": 5}},
+        {"github": {"issuer": "https://x", "audience": "a", "multiple_audiences": "yes"}},
+        {"git hub": {"issuer": "https://x", "audience": "a"}},
+    ],
+    "OIDC_EXCHANGE_LIMIT": [None, "", "lots", 10],
 }
 
 
