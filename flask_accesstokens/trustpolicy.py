@@ -76,6 +76,9 @@ AUDITED_CLAIMS = (
     "pipelineUuid",
     "stepUuid",
 )
+#: A minted token's name is cut shorter than names may be, so the actor it
+#: becomes when it ends itself ("<name> (access token)") fits its columns.
+MINTED_NAME_MAX_LENGTH = NAME_MAX_LENGTH - 32
 _verifier_lock = threading.Lock()
 VERIFIER_KEY = "accesstokens.oidc_verifier"
 
@@ -338,7 +341,7 @@ class TrustPolicies(ServiceBase):
                 resource,
                 now,
                 audit_detail=self._mint_detail(policy, verified),
-                name=f"OIDC {verified.issuer.name}: {sub}"[:NAME_MAX_LENGTH],
+                name=f"OIDC {verified.issuer.name}: {sub}"[:MINTED_NAME_MAX_LENGTH],
                 scopes=granted,
                 created_by=f"oidc:{verified.issuer.name}:{sub}"[:255],
                 expires_at=now + lifetime,

@@ -153,9 +153,7 @@ class Issuer:
             **extra,
         }
 
-    def bitbucket(
-        self, audiences: list[str] | None = None, **extra: Any
-    ) -> dict[str, Any]:
+    def bitbucket(self, audiences: list[str] | None = None, **extra: Any) -> dict[str, Any]:
         """Claims as Bitbucket Pipelines' ``oidc: true`` steps carry them:
         several audiences, and no ``jti``."""
         claims = {

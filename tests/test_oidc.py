@@ -13,9 +13,9 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
+from oidc_issuer import Issuer as LocalIssuer
 from oidc_issuer import OTHER_RSA_KEY
 from oidc_issuer import running_issuer
-from oidc_issuer import Issuer as LocalIssuer
 
 from flask_accesstokens.oidc import Issuer
 from flask_accesstokens.oidc import IssuerUnavailable
@@ -114,9 +114,7 @@ def test_a_signature_by_another_key_is_refused(issuer: LocalIssuer, clock: Clock
     "aud",
     ["https://other.example", ["https://tokens.example", "https://other.example"], []],
 )
-def test_a_wrong_or_second_audience_is_refused(
-    issuer: LocalIssuer, clock: Clock, aud: Any
-) -> None:
+def test_a_wrong_or_second_audience_is_refused(issuer: LocalIssuer, clock: Clock, aud: Any) -> None:
     verifier = verifier_for(issuer, clock)
     with pytest.raises(Refusal) as e:
         verifier.verify(issuer.sign(issuer.github(aud=aud)))
@@ -221,9 +219,7 @@ def test_an_issuer_down_with_no_keys_is_unavailable(issuer: LocalIssuer, clock: 
     verifier.verify(issuer.sign(issuer.github()))
 
 
-def test_a_withdrawn_key_stops_verifying_after_a_refresh(
-    issuer: LocalIssuer, clock: Clock
-) -> None:
+def test_a_withdrawn_key_stops_verifying_after_a_refresh(issuer: LocalIssuer, clock: Clock) -> None:
     verifier = verifier_for(issuer, clock)
     verifier.verify(issuer.sign(issuer.github(), kid="ec-1"))
     del issuer.keys["ec-1"]
@@ -240,8 +236,8 @@ def test_discovery_naming_another_issuer_gives_no_keys(issuer: LocalIssuer, cloc
 
 def test_parse_jwks_keeps_only_signing_keys_it_can_bind() -> None:
     from oidc_issuer import EC_KEY
-    from oidc_issuer import RSA_KEY
     from oidc_issuer import public_jwk
+    from oidc_issuer import RSA_KEY
 
     good_rsa = public_jwk(RSA_KEY, "r")
     good_ec = public_jwk(EC_KEY, "e")

@@ -16,9 +16,9 @@ from flask import request
 from flask_sqlalchemy import SQLAlchemy
 from helpers import bearer
 from helpers import make_app
+from oidc_issuer import Issuer as LocalIssuer
 from oidc_issuer import OTHER_RSA_KEY
 from oidc_issuer import running_issuer
-from oidc_issuer import Issuer as LocalIssuer
 
 from flask_accesstokens import AccessTokens
 from flask_accesstokens import Resource
@@ -165,9 +165,20 @@ def test_the_job_ends_its_token_and_cannot_rotate_it(
     assert client.get("/repositories/acme/api", headers=bearer(secret)).status_code == 401
 
 
-def test_a_subset_of_scopes_may_be_asked_for(
+def test_a_long_sub_is_cut_to_fit_and_the_token_can_still_end_itself(
     client: Any, issuer: LocalIssuer, policy: Any
 ) -> None:
+    answer = exchange(client, issuer.sign(issuer.github(sub="repo:" + "x" * 600 + "\n")))
+    assert answer.status_code == 201
+    body = answer.json
+    assert len(body["created_by"]) == 255 and body["created_by"].startswith("oidc:github:repo:x")
+    assert body["name"].isprintable() and len(body["name"]) <= 255
+    assert (
+        client.delete("/api/access-tokens/self", headers=bearer(body["token"])).status_code == 204
+    )
+
+
+def test_a_subset_of_scopes_may_be_asked_for(client: Any, issuer: LocalIssuer, policy: Any) -> None:
     answer = exchange(client, issuer.sign(issuer.github()), scopes=["repository"])
     assert answer.status_code == 201
     assert answer.json["scopes"] == ["repository"]  # implied by repository:write
@@ -177,9 +188,7 @@ def test_a_subset_of_scopes_may_be_asked_for(
         assert refused.json["error"]["code"] == "invalid-scopes"
 
 
-def test_a_replayed_id_token_is_refused(
-    client: Any, issuer: LocalIssuer, policy: Any
-) -> None:
+def test_a_replayed_id_token_is_refused(client: Any, issuer: LocalIssuer, policy: Any) -> None:
     id_token = issuer.sign(issuer.github())
     assert exchange(client, id_token).status_code == 201
     again = exchange(client, id_token)
@@ -372,9 +381,13 @@ def test_policies_are_audited(tokens: AccessTokens, policy: Any) -> None:
     tokens.delete_trust_policy(policy.id, deleted_by="bob")
     from flask_accesstokens.state import app_state
 
-    events = app_state().db.session.scalars(
-        sa.select(TokenEvent).where(TokenEvent.action.like("policy%")).order_by(TokenEvent.id)
-    ).all()
+    events = (
+        app_state()
+        .db.session.scalars(
+            sa.select(TokenEvent).where(TokenEvent.action.like("policy%")).order_by(TokenEvent.id)
+        )
+        .all()
+    )
     assert [(e.action, e.actor) for e in events] == [
         ("policy added", "alice"),
         ("policy removed", "bob"),
@@ -393,7 +406,10 @@ def test_init_app_checks_the_issuers() -> None:
         {"git hub": {"issuer": "https://x", "audience": "a"}},
         {"github": {"issuer": "https://x", "audience": "a", "jti": "no"}},
         {"github": {"issuer": "https://x", "audience": "a", "extra": 1}},
-        {"a": {"issuer": "https://x", "audience": "a"}, "b": {"issuer": "https://x", "audience": "b"}},
+        {
+            "a": {"issuer": "https://x", "audience": "a"},
+            "b": {"issuer": "https://x", "audience": "b"},
+        },
     ):
         with pytest.raises(ValueError, match="ACCESSTOKENS_OIDC_ISSUERS"):
             load({"ACCESSTOKENS_OIDC_ISSUERS": value})
@@ -434,7 +450,12 @@ def test_policies_over_the_json_api(client: Any, issuer: LocalIssuer) -> None:
         ({"issuer": "github", "claims": {}, "scopes": ["repository"]}, "claims"),
         ({"issuer": "github", "claims": GITHUB_CLAIMS, "scopes": ["x"]}, "scopes"),
         (
-            {"issuer": "github", "claims": GITHUB_CLAIMS, "scopes": ["repository"], "lifetime": 3601},
+            {
+                "issuer": "github",
+                "claims": GITHUB_CLAIMS,
+                "scopes": ["repository"],
+                "lifetime": 3601,
+            },
             "lifetime",
         ),
         ({"issuer": 1, "claims": GITHUB_CLAIMS, "scopes": ["repository"]}, "issuer"),
@@ -451,11 +472,14 @@ def test_bad_policies_over_the_json_api(client: Any, body: dict[str, Any], field
 # -- the admin pages and the CLI -------------------------------------------------------------
 
 
-def test_policies_on_the_admin_pages(client: Any, issuer: LocalIssuer, tokens: AccessTokens) -> None:
+def test_policies_on_the_admin_pages(
+    client: Any, issuer: LocalIssuer, tokens: AccessTokens
+) -> None:
     page = "/settings/repositories/acme/api/access-tokens/trust-policies"
-    assert "trust-policies" in client.get(
-        "/settings/repositories/acme/api/access-tokens", headers=ALICE
-    ).text
+    assert (
+        "trust-policies"
+        in client.get("/settings/repositories/acme/api/access-tokens", headers=ALICE).text
+    )
     assert client.get(page).status_code == 403
     assert "No trust policies yet" in client.get(page, headers=ALICE).text
     form = {
@@ -492,7 +516,15 @@ def test_policies_from_the_cli(app: Flask, tokens: AccessTokens) -> None:
     assert policy["claims"] == GITHUB_CLAIMS and policy["lifetime"] == 300
     assert policy["created_by"] == "cli"
     listed = runner.invoke(
-        args=["access-tokens", "trust-policies", "list", "--workspace", "acme", "--repository", "api"]
+        args=[
+            "access-tokens",
+            "trust-policies",
+            "list",
+            "--workspace",
+            "acme",
+            "--repository",
+            "api",
+        ]
     )
     assert [p["id"] for p in json.loads(listed.output)] == [policy["id"]]
     bad = runner.invoke(
@@ -500,8 +532,9 @@ def test_policies_from_the_cli(app: Flask, tokens: AccessTokens) -> None:
         + ["--issuer", "github", "--claim", "x=1", "--scope", "repository", "--lifetime", "61"]
     )
     assert bad.exit_code != 0
-    assert runner.invoke(
-        args=["access-tokens", "trust-policies", "delete", policy["id"]]
-    ).exit_code == 0
+    assert (
+        runner.invoke(args=["access-tokens", "trust-policies", "delete", policy["id"]]).exit_code
+        == 0
+    )
     again = runner.invoke(args=["access-tokens", "trust-policies", "delete", policy["id"]])
     assert again.exit_code != 0 and "No trust policy" in again.output

@@ -12,19 +12,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
-from jwt.algorithms import ECAlgorithm
-from jwt.algorithms import RSAAlgorithm
 import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 from hypothesis import given
 from hypothesis import HealthCheck
 from hypothesis import settings
 from hypothesis import strategies as st
+from jwt.algorithms import ECAlgorithm
+from jwt.algorithms import RSAAlgorithm
 from oidc_issuer import EC_KEY
+from oidc_issuer import Issuer as LocalIssuer
 from oidc_issuer import OTHER_RSA_KEY
 from oidc_issuer import running_issuer
-from oidc_issuer import Issuer as LocalIssuer
 from test_oidc_exchange import AUDIENCE
 from test_oidc_exchange import EXCHANGE
 from test_oidc_exchange import GITHUB_CLAIMS
@@ -66,7 +66,9 @@ def b64(raw: bytes) -> str:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -142,9 +144,11 @@ def id_tokens(draw: st.DrawFn, issuer: LocalIssuer, now: int) -> Any:
         )
         payload = draw(hostile_claims(issuer, now))
         signature = draw(st.binary(max_size=300))
-        return ".".join(
-            b64(json.dumps(part, default=str).encode()) for part in (header, payload)
-        ) + "." + b64(signature)
+        return (
+            ".".join(b64(json.dumps(part, default=str).encode()) for part in (header, payload))
+            + "."
+            + b64(signature)
+        )
     claims = draw(hostile_claims(issuer, now))
     kid = draw(st.sampled_from(["rsa-1", "ec-1", "unknown"]))
     key = EC_KEY if kid == "ec-1" else issuer.keys.get(kid, OTHER_RSA_KEY)
@@ -162,7 +166,9 @@ def id_tokens(draw: st.DrawFn, issuer: LocalIssuer, now: int) -> Any:
 def bodies(draw: st.DrawFn, issuer: LocalIssuer, now: int) -> tuple[bytes, str]:
     kind = draw(st.sampled_from(["object", "object", "object", "any-json", "bytes"]))
     content_type = draw(
-        st.sampled_from(["application/json"] * 8 + ["text/plain", "application/x-www-form-urlencoded"])
+        st.sampled_from(
+            ["application/json"] * 8 + ["text/plain", "application/x-www-form-urlencoded"]
+        )
     )
     if kind == "bytes":
         return draw(st.binary(max_size=300)), content_type

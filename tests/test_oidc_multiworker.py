@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from oidc_issuer import running_issuer
 from oidc_issuer import Issuer as LocalIssuer
+from oidc_issuer import running_issuer
 from services import fresh_schema
 from services import needs_postgresql
 from services import require_postgresql
