@@ -498,6 +498,8 @@ def test_policies_on_the_admin_pages(
     assert client.post(page, data={**form, "lifetime": "61"}, headers=ALICE).status_code == 400
 
     secret = exchange(client, issuer.sign(issuer.github())).json["token"]
+    listing = client.get("/settings/repositories/acme/api/access-tokens", headers=ALICE).text
+    assert "CI job (OIDC exchange)" in listing and "oidc:github:" in listing
     delete = f"{page}/{policy.id}/delete"
     assert client.post(delete, headers=bearer(secret)).status_code == 403
     assert client.post(delete, headers=ALICE).status_code == 303
