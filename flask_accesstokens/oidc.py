@@ -10,6 +10,7 @@ Modelled on warehouse's ``warehouse/oidc/``, with the contract's choices:
 - ``iss`` and ``aud`` as configured, one audience unless the issuer is
   configured with ``multiple_audiences`` (Bitbucket Pipelines); ``exp``,
   ``iat``, ``sub`` and ``jti`` required; ``nbf`` honoured; :data:`LEEWAY`;
+  at most :data:`MAX_TOKEN_LIFETIME` left to live;
 - the issuer is chosen from the configured ones by the token's ``iss``
   before anything is fetched, so a token cannot make us fetch a URL.
 
@@ -67,6 +68,9 @@ MAX_TOKEN_LENGTH = 16 * 1024
 MAX_KID_LENGTH = 256
 MAX_JTI_LENGTH = 255
 MIN_RSA_BITS = 2048
+#: Seconds an ID token may still have to live: CI providers issue tokens for
+#: minutes, an hour at most.
+MAX_TOKEN_LIFETIME = 24 * 3600
 
 
 class Refusal(Exception):
@@ -343,7 +347,11 @@ class Verifier:
 
 def _replay_key(issuer: Issuer, claims: Mapping[str, Any], token: str) -> str:
     if not issuer.jti:
-        return hashlib.sha256(token.encode("ascii")).hexdigest()
+        # The signed part (header and payload), not the signature: an ECDSA
+        # signature can be altered into another valid one (s -> n - s), and
+        # a replay must not pass as a new token that way.
+        signed = token.rsplit(".", 1)[0]
+        return hashlib.sha256(signed.encode("ascii")).hexdigest()
     jti = claims.get("jti")
     if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_LENGTH:
         raise Refusal("The ID token's 'jti' claim is not valid.")
@@ -351,8 +359,10 @@ def _replay_key(issuer: Issuer, claims: Mapping[str, Any], token: str) -> str:
 
 
 def _expiry(claims: Mapping[str, Any]) -> datetime:
-    exp = claims["exp"]  # checked by PyJWT: a number
-    try:
-        return datetime.fromtimestamp(float(exp), timezone.utc)
-    except (OverflowError, OSError, ValueError):
-        raise Refusal("The ID token's 'exp' claim is out of range.") from None
+    """When the token expires. CI providers' tokens live minutes to an hour;
+    one that claims to live far longer is refused, so replay protection
+    never has to remember a token for years."""
+    exp = claims["exp"]  # checked by PyJWT: a number, in the future
+    if float(exp) > time.time() + MAX_TOKEN_LIFETIME:
+        raise Refusal("The ID token lives too long to be a CI job's.")
+    return datetime.fromtimestamp(float(exp), timezone.utc)

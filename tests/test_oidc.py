@@ -157,6 +157,28 @@ def test_an_untrusted_issuer_is_refused_without_a_fetch(issuer: LocalIssuer, clo
     assert issuer.discovery_fetches == issuer.jwks_fetches == 0
 
 
+def test_a_token_that_lives_for_days_is_refused(issuer: LocalIssuer, clock: Clock) -> None:
+    verifier = verifier_for(issuer, clock)
+    for exp in (int(time.time()) + 2 * 86400, 10**12, 10**30):
+        with pytest.raises(Refusal):
+            verifier.verify(issuer.sign(issuer.github(exp=exp)))
+
+
+def test_a_malleated_ecdsa_signature_is_the_same_token(issuer: LocalIssuer, clock: Clock) -> None:
+    """(r, s) and (r, n - s) both verify: for an issuer without ``jti`` the
+    replay key must not depend on the signature."""
+    verifier = verifier_for(issuer, clock, multiple_audiences=True, jti=False)
+    token = issuer.sign(issuer.bitbucket(), kid="ec-1")
+    signing_input, signature = token.rsplit(".", 1)
+    raw = base64.urlsafe_b64decode(signature + "==")
+    r, s = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
+    n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    malleated = r.to_bytes(32, "big") + (n - s).to_bytes(32, "big")
+    other = signing_input + "." + base64.urlsafe_b64encode(malleated).rstrip(b"=").decode()
+    assert other != token
+    assert verifier.verify(other).replay_key == verifier.verify(token).replay_key
+
+
 def test_jti_false_replay_key_is_a_digest_of_the_whole_token(
     issuer: LocalIssuer, clock: Clock
 ) -> None:
