@@ -332,6 +332,13 @@ class TrustPolicies(ServiceBase):
         # Remembered past its expiry plus the leeway: until no check accepts it.
         remember_until = verified.expires_at + timedelta(seconds=2 * LEEWAY)
         self.session.add(e(key=verified.replay_key, expires_at=remember_until))
+        try:
+            # Claim the key before anything else: a worker racing with the
+            # same ID token waits here for the first one's commit, then fails.
+            self.session.flush()
+        except IntegrityError:
+            self.session.rollback()
+            raise Refusal("This ID token was exchanged already.", "reused-token") from None
         lifetime = policy.lifetime
         if self.settings.max_lifetime is not None:
             lifetime = min(lifetime, self.settings.max_lifetime)

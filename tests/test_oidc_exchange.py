@@ -540,3 +540,50 @@ def test_policies_from_the_cli(app: Flask, tokens: AccessTokens) -> None:
     )
     again = runner.invoke(args=["access-tokens", "trust-policies", "delete", policy["id"]])
     assert again.exit_code != 0 and "No trust policy" in again.output
+
+
+def test_the_same_id_token_at_once_in_two_workers_mints_one_token(issuer: LocalIssuer) -> None:
+    """Two apps on one PostgreSQL database (two workers) race the same ID
+    token: the unique key lets exactly one mint. (SQLite serialises its
+    writers, so there is no race to run there.)"""
+    import threading
+
+    from services import fresh_schema
+    from services import require_postgresql
+
+    with fresh_schema(require_postgresql()) as url:
+        workers = [oidc_app(url, issuer) for _ in range(2)]
+        with workers[0][0].app_context():
+            workers[0][2].create_trust_policy(
+                resource={"workspace": "acme", "repository": "api"},
+                issuer="github",
+                claims=GITHUB_CLAIMS,
+                scopes=["repository"],
+            )
+        for _ in range(5):
+            id_token = issuer.sign(issuer.github())
+            barrier = threading.Barrier(len(workers))
+            statuses: list[int] = []
+
+            def run(
+                app: Flask,
+                id_token: str = id_token,
+                barrier: Any = barrier,
+                statuses: list[int] = statuses,
+            ) -> None:
+                with app.app_context():
+                    client = app.test_client()
+                    barrier.wait()
+                    statuses.append(exchange(client, id_token).status_code)
+
+            threads = [threading.Thread(target=run, args=(w[0],)) for w in workers]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=30)
+            assert sorted(statuses) == [201, 401]
+        for app, db, _ in workers:
+            with app.app_context():
+                db.session.remove()
+                AccessTokens.dispose_connections()
+                db.engine.dispose()
