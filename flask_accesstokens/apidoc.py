@@ -82,7 +82,7 @@ def document(model: ResourceModel, catalog: ScopeCatalog, server: str) -> dict[s
         text = json.dumps(template["paths"])
         for key, value in words.items():
             text = text.replace("{{" + key + "}}", value)
-        base = _openapi_path(model.path(level.name)) + "/access-tokens"
+        base = _openapi_path(model.path(level.name))
         refs = [{"$ref": f"#/components/parameters/{n}"} for n in model.naming(level.name)]
         for suffix, item in json.loads(text).items():
             item["parameters"] = refs + item.get("parameters", [])

@@ -89,7 +89,7 @@ def _parse_datetime(_ctx: Any, _param: Any, value: str | None) -> datetime | Non
 _LEVELS = "_accesstokens_levels"
 
 
-def _resource_options(callback: Any) -> Any:
+def resource_options(callback: Any) -> Any:
     """The command names a resource with one option per level (``--workspace
     acme --repository api``), added for each app's model by :func:`for_model`."""
     setattr(callback, _LEVELS, True)
@@ -102,7 +102,9 @@ def for_model(model: ResourceModel, group: click.Group | None = None) -> AppGrou
     group = group or access_tokens
     made = AppGroup(group.name, help=group.help)
     for name, command in group.commands.items():
-        if getattr(command.callback, _LEVELS, False):
+        if isinstance(command, click.Group):
+            command = for_model(model, command)
+        elif getattr(command.callback, _LEVELS, False):
             command = copy.copy(command)
             command.params = [
                 click.Option(
@@ -126,7 +128,7 @@ def _in_words(param: click.Parameter, model: ResourceModel) -> click.Parameter:
     return param
 
 
-def _resource(names: dict[str, Any]) -> Resource:
+def resource_named(names: dict[str, Any]) -> Resource:
     """The resource the level options name, or exit saying which is wrong."""
     try:
         return _service().model.resource({k: v for k, v in names.items() if v is not None})
@@ -151,7 +153,7 @@ def _echo_secret(secret: str, token: AccessToken, verb: str) -> None:
 
 
 @access_tokens.command()
-@_resource_options
+@resource_options
 @click.option("--name", required=True, help="What the token is for.")
 @click.option("--scope", "scopes", multiple=True, required=True, help="A scope; repeat for more.")
 @click.option(
@@ -194,7 +196,7 @@ def create(
 
 
 @access_tokens.command("create-canary")
-@_resource_options
+@resource_options
 @click.option("--name", required=True, help="Where it is planted, so the alarm says where.")
 @_actor
 @_json
@@ -213,7 +215,7 @@ def _created(
     make: Callable[[Resource], NewToken], names: dict[str, Any], verb: str, as_json: bool
 ) -> None:
     """Make a token through the service and print it, or exit with why not."""
-    resource = _resource(names)
+    resource = resource_named(names)
     try:
         new = make(resource)
     except (UnknownResource, PlanRestriction) as e:
@@ -227,7 +229,7 @@ def _created(
 
 
 @access_tokens.command("list")
-@_resource_options
+@resource_options
 @click.option(
     "--all",
     "--all-in-workspace",
@@ -240,7 +242,7 @@ def _created(
 def list_command(subtree: bool, state: str | None, as_json: bool, **names: str | None) -> None:
     """List tokens, newest first: of one resource, or (--all) of it and
     everything inside it."""
-    resource = _resource(names)
+    resource = resource_named(names)
     try:
         found = _service().search(resource, exact=not subtree, state=state).items
     except TokenValidationError as e:
@@ -313,7 +315,7 @@ def show(token_id: str, as_json: bool) -> None:
 @access_tokens.command()
 @click.argument("token_id", required=False)
 @_actor
-@_resource_options
+@resource_options
 def revoke(token_id: str | None, actor: str, **names: str | None) -> None:
     """Revoke a token (TOKEN_ID), or every token of a resource and of
     everything inside it (the level options), for every worker, from the
@@ -324,7 +326,7 @@ def revoke(token_id: str | None, actor: str, **names: str | None) -> None:
     if token_id is None:
         if not given:
             raise click.UsageError("Give a TOKEN_ID, or a resource to revoke all of its tokens.")
-        resource = _resource(given)
+        resource = resource_named(given)
         count = _service().revoke_resource(resource, revoked_by=actor)
         where = words.describe(_service().model, resource)
         click.echo(f"Revoked {count} access token{'' if count == 1 else 's'} of {where}.")

@@ -178,6 +178,48 @@ def _ipv6_prefix(key: str, value: Any) -> int:
     return value
 
 
+#: What an ``ACCESSTOKENS_OIDC_ISSUERS`` entry may say, and the type of each.
+_ISSUER_FIELDS = {"issuer": str, "audience": str, "multiple_audiences": bool, "jti": bool}
+
+
+def _oidc_issuers(key: str, value: Any) -> dict[str, dict[str, Any]]:
+    """Issuer name -> ``{"issuer": URL, "audience": str}``, optionally
+    ``multiple_audiences`` and ``jti`` (booleans)."""
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(key, "must map issuer names to {'issuer', 'audience'}")
+    checked: dict[str, dict[str, Any]] = {}
+    urls: set[str] = set()
+    for name, entry in value.items():
+        if (
+            not isinstance(name, str)
+            or not 0 < len(name) <= 64
+            or not name.isascii()
+            or not all(c.isalnum() or c in "-_" for c in name)
+        ):
+            raise ConfigurationError(
+                key, f"issuer name {name!r} must be 1-64 letters, digits, - or _"
+            )
+        if not isinstance(entry, Mapping) or not {"issuer", "audience"} <= set(entry):
+            raise ConfigurationError(key, f"{name}: must have 'issuer' and 'audience'")
+        for field, field_value in entry.items():
+            expected = _ISSUER_FIELDS.get(field)
+            if expected is None:
+                raise ConfigurationError(key, f"{name}: unknown field {field!r}")
+            if not isinstance(field_value, expected):
+                raise ConfigurationError(key, f"{name}: {field!r} must be a {expected.__name__}")
+        url, audience = entry["issuer"], entry["audience"]
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+            raise ConfigurationError(key, f"{name}: issuer {url!r} is not an http(s) URL")
+        if url in urls:
+            raise ConfigurationError(key, f"{name}: issuer {url!r} is configured twice")
+        urls.add(url)
+        if not audience or not audience.isprintable():
+            raise ConfigurationError(key, f"{name}: 'audience' must be a non-empty string")
+        checked[name] = dict(entry)
+    return checked
+
+
 def _public_revocation_limit(key: str, value: Any) -> str:
     checked = _rate_limit(key, value)
     if checked is None:
@@ -247,6 +289,8 @@ KEYS: dict[str, tuple[Any, Check]] = {
     "MESSAGES": ({}, _messages),
     "GATEWAY_PROXIES": (["127.0.0.0/8", "::1/128"], _proxies),
     "INTROSPECTION_CLIENTS": ({}, _introspection_clients),
+    "OIDC_ISSUERS": ({}, _oidc_issuers),
+    "OIDC_EXCHANGE_LIMIT": ("60/minute", _public_revocation_limit),
 }
 
 
@@ -293,6 +337,8 @@ class Settings:
     gateway_proxies: tuple[IPNetwork, ...]
     #: client id -> SHA-256 of its secret
     introspection_clients: dict[str, bytes]
+    oidc_issuers: dict[str, dict[str, Any]]
+    oidc_exchange_limit: str
 
 
 def load(config: dict[str, Any]) -> Settings:

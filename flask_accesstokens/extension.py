@@ -25,6 +25,7 @@ from .gateway import GatewayMap
 from .gateway import GatewayRoutes
 from .models import AccessToken
 from .models import Base
+from .oidc import require_pyjwt
 from .pipeline import Pipeline
 from .requirements import protected_routes
 from .resources import Resource
@@ -44,6 +45,8 @@ from .state import SERVICE_KEY
 from .state import STATE_KEY
 from .store import RequestStore
 from .tokens import NewToken
+from .trustmodels import TrustPolicy
+from .trustpolicy import DEFAULT_LIFETIME
 from .web import CONVERTER
 from .web import NameConverter
 
@@ -165,6 +168,8 @@ class AccessTokens:
         settings = config.load(app.config)
         model = declared or ResourceModel.bitbucket(settings.view_args)
         self.scopes.check_levels(model.names)
+        if settings.oidc_issuers:
+            require_pyjwt()
 
         for table in Base.metadata.sorted_tables:
             if table.name not in db.metadata.tables:
@@ -211,14 +216,17 @@ class AccessTokens:
         # Imported here: each surface is optional, and the admin pages need
         # the ``admin`` extra only when they are turned on.
         if settings.api_url_prefix is not None:
+            from . import oidcapi  # noqa: F401 - adds the exchange and policy routes
             from .api import blueprint as api
 
             app.register_blueprint(api, url_prefix=settings.api_url_prefix)
         if settings.admin_url_prefix is not None:
+            from . import policyadmin  # noqa: F401 - adds the trust-policy pages
             from .admin import blueprint as admin
 
             app.register_blueprint(admin, url_prefix=settings.admin_url_prefix)
         if settings.cli:
+            from . import policycli  # noqa: F401 - adds ``trust-policies``
             from .cli import for_model
 
             app.cli.add_command(for_model(model))
@@ -493,6 +501,53 @@ class AccessTokens:
         .. versionadded:: 0.2
         """
         return self.service().notify_expiring(now)
+
+    # -- trust policies (OIDC exchange) ------------------------------------------
+
+    def create_trust_policy(
+        self,
+        *,
+        resource: Mapping[str, Any] | Resource,
+        issuer: str,
+        claims: Mapping[str, Any],
+        scopes: Iterable[str],
+        lifetime: timedelta = DEFAULT_LIFETIME,
+        created_by: str | None = None,
+    ) -> TrustPolicy:
+        """Let CI jobs whose ID tokens carry ``claims`` exchange them for
+        tokens of ``resource``. See :meth:`TokenService.create_trust_policy`.
+
+        .. versionadded:: 0.3
+        """
+        return self.service().create_trust_policy(
+            resource=resource,
+            issuer=issuer,
+            claims=claims,
+            scopes=scopes,
+            lifetime=lifetime,
+            created_by=created_by,
+        )
+
+    def delete_trust_policy(self, policy_id: str, deleted_by: str | None = None) -> bool:
+        """Delete a policy and revoke the live tokens it minted.
+
+        .. versionadded:: 0.3
+        """
+        return self.service().delete_trust_policy(policy_id, deleted_by)
+
+    def list_trust_policies(self, resource: Mapping[str, Any] | Resource) -> list[TrustPolicy]:
+        """The trust policies of exactly this resource, newest first.
+
+        .. versionadded:: 0.3
+        """
+        return self.service().list_trust_policies(resource)
+
+    def get_trust_policy(self, policy_id: str) -> TrustPolicy | None:
+        """The policy, or None.
+
+        .. versionadded:: 0.3
+        """
+        return self.service().get_trust_policy(policy_id)
 
     def audit_events(self, token_id: str | None = None, limit: int = 100) -> list[Any]:
         """The audit log, newest first."""

@@ -145,6 +145,9 @@ class AccessToken(Base):
     #: every worker through a conditional UPDATE.
     new_clients_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     new_clients_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: The trust policy that minted this token in an OIDC exchange, or None
+    #: for a token a person made (``trustmodels.py``).
+    policy_id: Mapped[str | None] = mapped_column(String(32), index=True)
 
     @property
     def resource(self) -> dict[str, str]:

@@ -14,6 +14,7 @@ from datetime import timezone
 from typing import Any
 
 from .models import AccessToken
+from .trustmodels import TrustPolicy
 
 
 def isoformat(value: datetime | None) -> str | None:
@@ -83,6 +84,7 @@ def token_json(token: AccessToken, bitbucket: bool = True) -> dict[str, Any]:
         "canary": bool(token.canary),
         "leak_provider": token.leak_provider,
         "leak_url": token.leak_url,
+        "policy_id": token.policy_id,
     }
 
 
@@ -125,3 +127,21 @@ def self_json(token: AccessToken, granted: Iterable[str], bitbucket: bool = True
 def new_token_json(secret: str, token: AccessToken, bitbucket: bool = True) -> dict[str, Any]:
     """The answer to a create or rotate: the record plus the secret, once."""
     return {**token_json(token, bitbucket), "token": secret}
+
+
+def policy_json(policy: TrustPolicy) -> dict[str, Any]:
+    """The public view of a trust policy.
+
+    .. versionadded:: 0.3
+    """
+    return {
+        "id": policy.id,
+        "type": policy.type,
+        "resource": policy.resource,
+        "issuer": policy.issuer,
+        "claims": policy.claims,
+        "scopes": list(policy.scopes),
+        "lifetime": policy.lifetime_seconds,
+        "created_at": isoformat(policy.created_at),
+        "created_by": policy.created_by,
+    }

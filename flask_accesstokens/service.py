@@ -47,6 +47,7 @@ from .resources import Resource
 from .servicebase import resource_of
 from .state import SERVICE_KEY
 from .tokens import NewToken
+from .trustpolicy import TrustPolicies
 
 log = logging.getLogger("flask_accesstokens")
 
@@ -67,10 +68,11 @@ class Page:
         return self.page * self.pagelen < self.total
 
 
-class TokenService(LeakResponse, Housekeeping):
+class TokenService(LeakResponse, Housekeeping, TrustPolicies):
     """Token management for one app: creating, finding, revoking and
     rotating here; leak response (``leaks.py``) and housekeeping
-    (``housekeeping.py``) beside it, on the same session and audit."""
+    (``housekeeping.py``) and trust policies with the OIDC exchange
+    (``trustpolicy.py``) beside it, on the same session and audit."""
 
     @staticmethod
     def of(app: Flask) -> TokenService:
@@ -141,32 +143,6 @@ class TokenService(LeakResponse, Housekeeping):
         if canary:
             return self.create_canary(resource=resource, **fields)
         return self.create(resource=resource, **fields)
-
-    def resolve(
-        self,
-        resource: Mapping[str, object] | Resource | None,
-        workspace: object = None,
-        project: object = None,
-        repository: object = None,
-    ) -> Resource:
-        """The resource a caller names, checked against the app's model: a
-        mapping, or Bitbucket's keywords. Raises :class:`TokenValidationError`."""
-        legacy = {
-            k: v
-            for k, v in (("workspace", workspace), ("project", project), ("repository", repository))
-            if v is not None
-        }
-        if resource is not None and legacy:
-            raise TokenValidationError(
-                "resource", f"give resource= or {', '.join(legacy)}, not both"
-            )
-        if isinstance(resource, Resource):
-            resource = resource.values
-        if resource is None:
-            if not legacy:
-                raise TokenValidationError(self.model.levels[0].name, "required")
-            resource = legacy
-        return self.model.resource(resource)
 
     def create_canary(
         self,
@@ -389,6 +365,9 @@ class TokenService(LeakResponse, Housekeeping):
         if token.canary:
             # A second secret would be a second canary planted nowhere.
             raise TokenConflict("A canary token cannot be rotated; create a new one.")
+        if token.policy_id is not None:
+            # Minted for one CI job: it ends with the job, never renewed.
+            raise TokenConflict("A token minted by an OIDC exchange cannot be rotated.")
         self.check_plan(resource_of(token))
         generation = token.generation
         now = utcnow()
@@ -420,9 +399,12 @@ class TokenService(LeakResponse, Housekeeping):
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _insert(self, resource: Resource, now: datetime, **fields: Any) -> NewToken:
+    def _insert(
+        self, resource: Resource, now: datetime, audit_detail: str | None = None, **fields: Any
+    ) -> NewToken:
         """Write a validated token, its digest and its audit row in one
-        transaction, then announce it: the end of every create path."""
+        transaction, then announce it: the end of every create path (an
+        OIDC exchange passes the matched claims as ``audit_detail``)."""
         fields["created_by"] = bounded.actor(fields.get("created_by"))
         token = AccessToken(
             id=tokenformat.new_id(),
@@ -434,7 +416,7 @@ class TokenService(LeakResponse, Housekeeping):
             **fields,
         )
         secret = self._add_secret(token, now)
-        detail = "canary" if token.canary else None
+        detail = "canary" if token.canary else audit_detail
         self._audit("created", token, actor=token.created_by, detail=detail)
         self._commit()
         signals.token_created.send(self.app, token=token, actor=token.created_by)

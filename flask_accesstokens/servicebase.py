@@ -5,10 +5,13 @@ is built on it, with leak response (``leaks.py``) and housekeeping
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from sqlalchemy.orm import Session
 
 from . import bounded
 from . import tokenformat
+from .errors import TokenValidationError
 from .models import AccessToken
 from .models import TokenEvent
 from .models import utcnow
@@ -33,6 +36,32 @@ class ServiceBase:
     @property
     def session(self) -> Session:
         return self.state.db.session  # type: ignore[return-value]
+
+    def resolve(
+        self,
+        resource: Mapping[str, object] | Resource | None,
+        workspace: object = None,
+        project: object = None,
+        repository: object = None,
+    ) -> Resource:
+        """The resource a caller names, checked against the app's model: a
+        mapping, or Bitbucket's keywords. Raises :class:`TokenValidationError`."""
+        legacy = {
+            k: v
+            for k, v in (("workspace", workspace), ("project", project), ("repository", repository))
+            if v is not None
+        }
+        if resource is not None and legacy:
+            raise TokenValidationError(
+                "resource", f"give resource= or {', '.join(legacy)}, not both"
+            )
+        if isinstance(resource, Resource):
+            resource = resource.values
+        if resource is None:
+            if not legacy:
+                raise TokenValidationError(self.model.levels[0].name, "required")
+            resource = legacy
+        return self.model.resource(resource)
 
     def get(self, token_id: str) -> AccessToken | None:
         if not isinstance(token_id, str) or not tokenformat.is_id(token_id):

@@ -51,6 +51,16 @@ BAD: dict[str, list[Any]] = {
     "PUBLIC_REVOCATION_LIMIT": [None, "", "lots", 10],
     "GATEWAY_PROXIES": ["127.0.0.0/8", ["10.0.0.1/8"], ["nope"], [None], None],
     "INTROSPECTION_CLIENTS": [None, ["a"], {"a:b": "s" * 16}, {"a": "short"}, {"a": 1}],
+    "OIDC_ISSUERS": [
+        None,
+        ["https://token.actions.githubusercontent.com"],
+        {"github": {"issuer": "https://x"}},
+        {"github": {"issuer": "file:///etc", "audience": "a"}},
+        {"github": {"issuer": "https://x", "audience": 5}},
+        {"github": {"issuer": "https://x", "audience": "a", "multiple_audiences": "yes"}},
+        {"git hub": {"issuer": "https://x", "audience": "a"}},
+    ],
+    "OIDC_EXCHANGE_LIMIT": [None, "", "lots", 10],
 }
 
 

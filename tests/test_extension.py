@@ -300,6 +300,19 @@ DELEGATION: list[tuple[str, tuple[Any, ...], dict[str, Any], tuple[Any, ...]]] =
         {"state": "active"},
         ("search", ("result of resolve",), {"state": "active"}),
     ),
+    (
+        "create_trust_policy",
+        (),
+        {"resource": {"workspace": "acme"}, "issuer": "github", "claims": {"ref": "main"},
+         "scopes": ["repository"], "lifetime": timedelta(minutes=5), "created_by": "alice"},
+        ("create_trust_policy", (),
+         {"resource": {"workspace": "acme"}, "issuer": "github", "claims": {"ref": "main"},
+          "scopes": ["repository"], "lifetime": timedelta(minutes=5), "created_by": "alice"}),
+    ),
+    ("delete_trust_policy", ("p1", "alice"), {}, ("delete_trust_policy", ("p1", "alice"), {})),
+    ("list_trust_policies", ({"workspace": "acme"},), {},
+     ("list_trust_policies", ({"workspace": "acme"},), {})),
+    ("get_trust_policy", ("p1",), {}, ("get_trust_policy", ("p1",), {})),
 ]  # fmt: skip
 
 

@@ -40,6 +40,8 @@ TABLES = {
     "accesstokens_secret",
     "accesstokens_event",
     "accesstokens_notice",
+    "accesstokens_trust_policy",
+    "accesstokens_oidc_replay",
 }
 
 
@@ -297,3 +299,30 @@ def test_upgrade_from_the_second_round_keeps_live_tokens(host: Migrating) -> Non
             sa.text("SELECT type, workspace, project, repository FROM accesstokens_token")
         ).all()
     assert {row[0]: tuple(row[1:]) for row in back} == rows
+
+
+def test_trust_policies_upgrade_from_the_canaries_revision(host: Migrating) -> None:
+    """An app at the second round's head gains the OIDC tables and the
+    ``policy_id`` column, keeps its tokens, and can go back."""
+    flask_migrate.upgrade(directory=host.directory, revision="d8f2b3c4e561")
+    assert "accesstokens_trust_policy" not in host.tables()
+    with host.db.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO accesstokens_token (id, name, type, workspace, scopes, hint,"
+                " created_at, generation, canary, new_clients_count)"
+                " VALUES ('0123456789abcdef0123456789abcdef', 'old', 'workspace', 'acme',"
+                " 'repository', 'abcd', '2026-01-01 00:00:00', 0, false, 0)"
+            )
+        )
+    flask_migrate.upgrade(directory=host.directory, revision=f"{BRANCH_LABEL}@head")
+    assert {"accesstokens_trust_policy", "accesstokens_oidc_replay"} <= host.tables()
+    assert host.diffs(Base.metadata) == []
+    old = host.tokens.get_token("0123456789abcdef0123456789abcdef")
+    assert old is not None and old.policy_id is None
+    host.db.session.remove()
+
+    flask_migrate.downgrade(directory=host.directory, revision="d8f2b3c4e561")
+    assert "accesstokens_trust_policy" not in host.tables()
+    columns = {c["name"] for c in sa.inspect(host.db.engine).get_columns("accesstokens_token")}
+    assert "policy_id" not in columns and "canary" in columns

@@ -177,7 +177,16 @@ COLUMNS = {
         # 0.2: addresses and networks (not secrets), canary flag, where a leak was reported
         "allowed_ips", "recent_ips", "recent_clients", "new_clients_since",
         "new_clients_count", "canary", "leak_provider", "leak_url",
+        # 0.3: the trust policy that minted it (an id, not a secret)
+        "policy_id",
     },
+    # 0.3: trust policies (claims are public facts about CI jobs) and the
+    # digests of exchanged ID tokens' ids (replay keys, not the tokens)
+    "accesstokens_trust_policy": {
+        "id", "type", "workspace", "project", "repository", "issuer", "claims", "scopes",
+        "lifetime_seconds", "created_at", "created_by",
+    },
+    "accesstokens_oidc_replay": {"key", "expires_at"},
     "accesstokens_notice": {"id", "token_id", "kind", "sent_at"},
     "accesstokens_secret": {"digest", "token_id", "created_at", "valid_until"},
     "accesstokens_event": {
