@@ -183,7 +183,7 @@ COLUMNS = {
     # 0.3: trust policies (claims are public facts about CI jobs) and the
     # digests of exchanged ID tokens' ids (replay keys, not the tokens)
     "accesstokens_trust_policy": {
-        "id", "type", "workspace", "project", "repository", "issuer", "claims", "scopes",
+        "id", "type", "resource", "issuer", "claims", "scopes",
         "lifetime_seconds", "created_at", "created_by",
     },
     "accesstokens_oidc_replay": {"key", "expires_at"},
