@@ -141,6 +141,9 @@ class AccessToken(Base):
     #: every worker through a conditional UPDATE.
     new_clients_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     new_clients_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: Since when observed use is recorded (``usage.py``); None: since
+    #: ``created_at``. Tokens older than the recording start when it arrived.
+    usage_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     @property
     def allowed_networks(self) -> list[str] | None:

@@ -59,6 +59,7 @@ from .store import RequestStore
 from .store import TokenRow
 from .tokenformat import is_well_formed
 from .tokens import AuthenticatedToken
+from .usage import UsageRecorder
 
 log = logging.getLogger("flask_accesstokens")
 
@@ -135,6 +136,7 @@ class Pipeline:
         #: window, not one per request.
         self._budget_spent: dict[str, datetime] = {}
         self._canary_uses = Coalescer(settings.failure_audit_interval.total_seconds())
+        self.usage = UsageRecorder(store, state.catalog, self.view_args, self.resolution)
 
     @staticmethod
     def of(app: Flask) -> Pipeline:
@@ -179,6 +181,7 @@ class Pipeline:
             e.realm = self.realm
             raise
         # 5. usage
+        self.usage.record(token, requirement, req.view_args, now)
         self._accept(token, client, environ, now)
         return token
 
