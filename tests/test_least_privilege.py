@@ -8,14 +8,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
+from flask import request
 from flask_sqlalchemy import SQLAlchemy
 from helpers import bearer
 
 from flask_accesstokens import AccessTokens
+from flask_accesstokens import Resource
 from flask_accesstokens import token_overprivileged
 from flask_accesstokens import TokenEvent
 from flask_accesstokens.models import AccessToken
@@ -345,3 +348,60 @@ def test_rotation_without_scopes_keeps_them(
     new = tokens.rotate_token(token_id)
     assert new is not None
     assert tuple(new.token.scopes) == ("repository:write", "webhook", "pipeline", "account")
+
+
+# -- the JSON API ---------------------------------------------------------------------------
+
+API = "/api/repositories/acme/api/access-tokens"
+ALICE = {"X-Test-User": "alice"}
+
+
+@pytest.fixture
+def managed(tokens: AccessTokens) -> AccessTokens:
+    @tokens.manager_loader
+    def manager(resource: Resource) -> str | None:
+        return "alice" if request.headers.get("X-Test-User") == "alice" else None
+
+    return tokens
+
+
+def test_api_usage_and_narrowing_rotation(client: Any, managed: AccessTokens) -> None:
+    made = client.post(
+        API, json={"name": "CI", "scopes": ["repository:write", "webhook"]}, headers=ALICE
+    ).get_json()
+    assert client.get(REPO, headers=bearer(made["token"])).status_code == 200
+    response = client.get(f"{API}/{made['id']}/usage", headers=ALICE)
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    body = response.get_json()
+    assert body["since"] == made["created_at"]
+    assert [s["scope"] for s in body["scopes"]] == ["repository:write", "webhook"]
+    assert body["scopes"][0]["last_needed"] is not None
+    assert body["scopes"][1]["last_needed"] is None
+    assert body["resources"] == [
+        {"resource": {"workspace": "acme", "repository": "api"}, "last_used": ANY}
+    ]
+    assert body["recommendation"] == {"remove_scopes": ["webhook"]}
+    # Not for another resource, nor for someone who cannot manage it.
+    assert client.get(f"{API}/{made['id']}/usage").status_code == 403
+    other = f"/api/repositories/acme/lib/access-tokens/{made['id']}/usage"
+    assert client.get(other, headers=ALICE).status_code == 404
+
+    rotate = f"{API}/{made['id']}/rotate"
+    for wider in (["pullrequest"], ["repository:admin"], "repository", [1], []):
+        refused = client.post(rotate, json={"scopes": wider}, headers=ALICE)
+        assert refused.status_code == 400, wider
+        assert "scopes" in refused.get_json()["error"]["fields"]
+    new = client.post(rotate, json={"scopes": ["repository"]}, headers=ALICE).get_json()
+    assert new["id"] == made["id"] and new["scopes"] == ["repository"]
+    assert client.get(REPO, headers=bearer(new["token"])).status_code == 200
+    assert client.post(f"{REPO}/push", headers=bearer(new["token"])).status_code == 403
+    shown = client.get(f"{API}/{made['id']}", headers=ALICE).get_json()
+    assert shown["scopes"] == ["repository"]
+
+
+def test_api_usage_of_a_canary_is_empty(client: Any, managed: AccessTokens) -> None:
+    canary = managed.create_canary(name="decoy", workspace="acme", repository="api")
+    body = client.get(f"{API}/{canary.token.id}/usage", headers=ALICE).get_json()
+    assert body["scopes"] == body["resources"] == []
+    assert body["recommendation"] == {"remove_scopes": []}
