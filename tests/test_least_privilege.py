@@ -4,6 +4,7 @@ narrowing rotation. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -405,3 +406,79 @@ def test_api_usage_of_a_canary_is_empty(client: Any, managed: AccessTokens) -> N
     body = client.get(f"{API}/{canary.token.id}/usage", headers=ALICE).get_json()
     assert body["scopes"] == body["resources"] == []
     assert body["recommendation"] == {"remove_scopes": []}
+
+
+# -- the CLI -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli(app: Flask) -> Any:
+    runner = app.test_cli_runner()
+
+    def run(*args: str) -> Any:
+        return runner.invoke(args=["access-tokens", *args])
+
+    return run
+
+
+def test_cli_routes_lists_every_protected_route(cli: Any) -> None:
+    result = cli("routes")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert any(
+        "POST" in line
+        and "/repositories/<workspace>/<repo_slug>/pullrequests" in line
+        and "scopes: pullrequest:write and pipeline" in line
+        and "binding: resource in URL" in line
+        for line in lines
+    )
+    assert any("scopes: webhook or runner" in line for line in lines)
+    rows = json.loads(cli("routes", "--json").stdout)
+    members = next(r for r in rows if r["rule"] == "/workspaces/<workspace>/members")
+    assert members["methods"] == ["GET"] and members["scopes"] == ["account"]
+    repos = next(r for r in rows if r["rule"] == "/workspaces/<workspace>/listing")
+    assert repos["binding"] == "container"
+    # Unprotected routes are not listed.
+    assert all(not r["rule"].startswith("/api/") for r in rows)
+
+
+def test_cli_usage_unused_and_narrowing(
+    cli: Any, client: Any, db: SQLAlchemy, broad: tuple[str, str]
+) -> None:
+    secret, token_id = broad
+    client.get(REPO, headers=bearer(secret))
+    shown = cli("usage", token_id)
+    assert shown.exit_code == 0, shown.output
+    assert "Never needed: webhook, pipeline, account." in shown.stdout
+    assert f"rotate {token_id} --scope repository:write" in shown.stdout
+    assert json.loads(cli("usage", token_id, "--json").stdout)["recommendation"] == {
+        "remove_scopes": ["webhook", "pipeline", "account"]
+    }
+    assert cli("usage", "nope").exit_code != 0
+    # Tracked for less than the period: not listed.
+    assert "0 access tokens" in cli("unused", "--days", "30").stdout
+    db.session.execute(
+        sa.update(AccessToken)
+        .where(AccessToken.id == token_id)
+        .values(created_at=utcnow() - timedelta(days=40))
+    )
+    db.session.commit()
+    sent: list[Any] = []
+    token_overprivileged.connect(lambda sender, **kw: sent.append(kw["unused"]), weak=False)
+    try:
+        listed = cli("unused", "--days", "30", "--notify")
+        assert listed.exit_code == 0, listed.output
+        assert f"{token_id}  'CI' on acme: unused webhook, pipeline, account" in listed.stdout
+        assert "Sent 1 notice." in listed.stdout
+        assert "Sent 0 notices." in cli("unused", "--days", "30", "--notify").stdout
+    finally:
+        token_overprivileged.receivers.clear()
+    assert sent == [["webhook", "pipeline", "account"]]
+    rows = json.loads(cli("unused", "--days", "30", "--json").stdout)
+    assert rows == [{"id": token_id, "name": "CI", "unused": ["webhook", "pipeline", "account"]}]
+
+    refused = cli("rotate", token_id, "--scope", "pullrequest")
+    assert refused.exit_code != 0 and "narrow" in refused.output
+    rotated = cli("rotate", token_id, "--scope", "repository:write", "--json")
+    assert rotated.exit_code == 0, rotated.output
+    assert json.loads(rotated.stdout)["scopes"] == ["repository:write"]
