@@ -5,9 +5,9 @@ own history without touching it. Runs on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from datetime import datetime
 from datetime import timezone
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
