@@ -95,7 +95,16 @@ def served_scopes(
 class _TokenUse:
     """What one process knows of one token's use."""
 
-    __slots__ = ("stored", "pending", "unsaved", "flush_at", "budget", "budget_until", "full")
+    __slots__ = (
+        "stored",
+        "pending",
+        "unsaved",
+        "resources",
+        "flush_at",
+        "budget",
+        "budget_until",
+        "full",
+    )
 
     def __init__(self, flush_at: datetime) -> None:
         #: Keys (scope names, :class:`Resource` tuples) known to be stored.
@@ -104,10 +113,12 @@ class _TokenUse:
         self.pending: dict[object, datetime] = {}
         #: Keys seen but not yet stored (budget spent, or the write failed).
         self.unsaved: dict[object, datetime] = {}
+        #: Resources stored or waiting to be: at most the cap per token.
+        self.resources = 0
         self.flush_at = flush_at
         self.budget = FIRST_USES_PER_MINUTE
         self.budget_until = flush_at
-        #: The database holds the most resources a token may have.
+        #: No further resource is recorded: the token is at the cap.
         self.full = False
 
 
@@ -160,11 +171,15 @@ class UsageRecorder:
         for scope in served:
             if scope in stored:
                 pending[scope] = now
+            elif scope in use.unsaved:
+                use.unsaved[scope] = now
             else:
                 new = [scope] if new is None else [*new, scope]
         if resource is not None:
             if resource in stored:
                 pending[resource] = now
+            elif resource in use.unsaved:
+                use.unsaved[resource] = now
             elif not use.full:
                 new = [resource] if new is None else [*new, resource]
         if new is not None:
@@ -192,12 +207,15 @@ class UsageRecorder:
         with self._lock:
             if now >= use.budget_until:
                 use.budget, use.budget_until = FIRST_USES_PER_MINUTE, now + FIRST_USES_WINDOW
-            resources = sum(1 for k in use.stored if isinstance(k, Resource))
             due: list[object] = []
             for key in keys:
+                if key in use.stored or key in use.unsaved:
+                    continue  # another thread got there first
                 if isinstance(key, Resource):
-                    if resources + len(use.unsaved) >= MAX_RESOURCES_PER_TOKEN:
-                        continue  # at the cap: not remembered, not written
+                    if use.resources >= MAX_RESOURCES_PER_TOKEN:
+                        use.full = True  # at the cap: not remembered, not written
+                        continue
+                    use.resources += 1
                 if use.budget > 0:
                     use.budget -= 1
                     due.append(key)
@@ -217,9 +235,8 @@ class UsageRecorder:
             unsaved, use.unsaved = use.unsaved, {}
         if pending:
             self._write_known(token_id, pending)
-        for key, seen in unsaved.items():
-            if not (isinstance(key, Resource) and use.full):
-                self._write_new(token_id, use, key, seen)
+        for key, seen in unsaved.items():  # admitted under the cap when first seen
+            self._write_new(token_id, use, key, seen)
 
     # -- writes ----------------------------------------------------------------
 
@@ -272,6 +289,7 @@ class UsageRecorder:
                 use.stored.add(key)
             elif table is RESOURCE_USES:
                 use.full = True  # the insert found the token at its cap
+                use.resources -= 1
 
 
 def _update(table: sa.Table, column: str) -> sa.Update:
