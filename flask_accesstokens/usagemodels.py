@@ -4,7 +4,10 @@ per (token, resource) holding only when it was last seen. No request log:
 the tables grow with what a token can do, not with how much it is used.
 
 They sit on the same :class:`~sqlalchemy.MetaData` as the token tables, so
-``init_app`` copies them onto the app's ``db.metadata`` with the rest.
+``init_app`` copies them onto the app's ``db.metadata`` with the rest. No
+foreign key to the token: on PostgreSQL checking one takes a share lock on
+the token's row, so a request's best-effort write would wait behind any
+transaction holding that row. Pruning a token deletes its rows.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import ForeignKey
 from sqlalchemy import String
 from sqlalchemy import Table
 from sqlalchemy.orm import Mapped
@@ -33,9 +35,7 @@ class ScopeUse(Base):
 
     __tablename__ = "accesstokens_scope_use"
 
-    token_id: Mapped[str] = mapped_column(
-        String(32), ForeignKey("accesstokens_token.id", ondelete="CASCADE"), primary_key=True
-    )
+    token_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     scope: Mapped[str] = mapped_column(String(255), primary_key=True)
     #: The last request it served, to the last-used resolution.
     last_needed: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -46,9 +46,7 @@ class ResourceUse(Base):
 
     __tablename__ = "accesstokens_resource_use"
 
-    token_id: Mapped[str] = mapped_column(
-        String(32), ForeignKey("accesstokens_token.id", ondelete="CASCADE"), primary_key=True
-    )
+    token_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     #: The resource as :func:`flask_accesstokens.usage.resource_key` writes it.
     resource: Mapped[str] = mapped_column(String(RESOURCE_KEY_MAX_LENGTH), primary_key=True)
     last_used: Mapped[datetime] = mapped_column(UTCDateTime)

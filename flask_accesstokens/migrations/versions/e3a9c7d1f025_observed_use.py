@@ -33,7 +33,6 @@ def upgrade() -> None:
         sa.Column("token_id", sa.String(length=32), nullable=False),
         sa.Column("scope", sa.String(length=255), nullable=False),
         sa.Column("last_needed", sa.DateTime(), nullable=False),
-        sa.ForeignKeyConstraint(["token_id"], ["accesstokens_token.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("token_id", "scope"),
     )
     op.create_table(
@@ -41,7 +40,6 @@ def upgrade() -> None:
         sa.Column("token_id", sa.String(length=32), nullable=False),
         sa.Column("resource", sa.String(length=1024), nullable=False),
         sa.Column("last_used", sa.DateTime(), nullable=False),
-        sa.ForeignKeyConstraint(["token_id"], ["accesstokens_token.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("token_id", "resource"),
     )
 
