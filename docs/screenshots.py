@@ -51,6 +51,8 @@ PAGES = {
     "reveal": f"{REPO_TOKENS}/new",
     "resubmitted": f"{REPO_TOKENS}?notice=resubmitted",
     "overview": "/admin/workspaces/acme/access-tokens/all",
+    # Reached from the token list's "Usage" link of the release job.
+    "usage": REPO_TOKENS,
     "notifications": "/acme/workspace/notifications",
 }
 
@@ -91,6 +93,7 @@ MEASURE = """() => {
       .map(el => Math.round(box(el).top)),
     backLinks: [...document.querySelectorAll("main a")]
       .filter(a => a.textContent.trim().startsWith("←")).length,
+    neverNeeded: (document.getElementById("never-needed") || {}).textContent || null,
   };
 }"""
 
@@ -142,7 +145,7 @@ def seeded_app(folder: Path) -> Any:
             name="Release job",
             workspace="acme",
             repository="api",
-            scopes=["repository:write"],
+            scopes=["repository:write", "pipeline"],
             created_by="alice",
             expires_at=now + timedelta(days=5),
             allowed_ips=["203.0.113.0/24", "2001:db8::/32"],
@@ -202,6 +205,9 @@ def capture(browser: Any, base: str, out: Path) -> dict[str, dict[str, Any]]:
                     page.wait_for_selector("#token-secret")
                     # The secret is real; the picture shows a placeholder.
                     page.evaluate("document.getElementById('token-secret').textContent = 'bbat_…'")
+                if name == "usage":
+                    page.click("tr:has-text('Release job') a:has-text('Usage')")
+                    page.wait_for_selector("#never-needed")
                 if name == "tokens":  # show the recent clients, folded by default
                     page.evaluate(
                         "document.querySelectorAll('details.accesstokens-clients')"

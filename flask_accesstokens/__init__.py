@@ -18,6 +18,7 @@ from .errors import UnknownResource as UnknownResource
 from .errors import UnknownScopeError as UnknownScopeError
 from .errors import WrongResource as WrongResource
 from .extension import AccessTokens as AccessTokens
+from .leastprivilege import TokenUsage as TokenUsage
 from .models import AccessToken as AccessToken
 from .models import TokenEvent as TokenEvent
 from .resources import Level as Level
@@ -33,6 +34,7 @@ from .signals import token_created as token_created
 from .signals import token_expired as token_expired
 from .signals import token_expiring as token_expiring
 from .signals import token_leaked as token_leaked
+from .signals import token_overprivileged as token_overprivileged
 from .signals import token_rejected as token_rejected
 from .signals import token_reused as token_reused
 from .signals import token_revoked as token_revoked

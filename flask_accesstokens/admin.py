@@ -44,6 +44,8 @@ from .errors import PlanRestriction
 from .errors import TokenConflict
 from .errors import TokenValidationError
 from .errors import UnknownResource
+from .leastprivilege import Opening
+from .leastprivilege import routes_by_scope
 from .models import AccessToken
 from .models import utcnow
 from .resources import Resource
@@ -340,6 +342,8 @@ class ScopeChoice:
     implies: tuple[str, ...]
     checked: bool
     implied: bool
+    #: The app's protected routes this scope opens ("GET /repos/<slug>").
+    opens: tuple[str, ...] = ()
 
 
 def scope_groups(token_type: str, chosen: list[str]) -> list[tuple[str, list[ScopeChoice]]]:
@@ -347,6 +351,7 @@ def scope_groups(token_type: str, chosen: list[str]) -> list[tuple[str, list[Sco
     a label "Repositories: Write" is action "Write" of group "Repositories"."""
     catalog = app_state().catalog
     implied_now = catalog.implied_by(chosen)
+    opened = routes_by_scope(current_app, catalog)
     groups: dict[str, list[ScopeChoice]] = {}
     for scope in catalog.allowed_for(token_type):
         group, sep, action = scope.label.partition(": ")
@@ -362,9 +367,18 @@ def scope_groups(token_type: str, chosen: list[str]) -> list[tuple[str, list[Sco
                 implies=implies,
                 checked=scope.name in chosen,
                 implied=scope.name in implied_now,
+                opens=tuple(_opening(o) for o in opened.get(scope.name, ())),
             )
         )
     return list(groups.items())
+
+
+def _opening(opening: Opening) -> str:
+    route = opening.route
+    text = f"{' '.join(route.methods)} {route.rule}"
+    if opening.also_needs:
+        text += f" (with {', '.join(opening.also_needs)})"
+    return text
 
 
 def _expiry_bounds() -> tuple[date, date | None]:
@@ -575,15 +589,39 @@ def rotate(token_id: str, **view_args: str) -> Response | tuple[str, int]:
         abort(403, refusal)
     if not _first_submission():
         return _already_submitted(resource)
+    # Only the usage page's "Rotate with only the scopes it used" sends scopes.
+    narrowed = request.form.getlist("scopes") or None
     try:
-        new = _service().rotate(token.id, user)
+        new = _service().rotate(token.id, user, scopes=narrowed)
     except TokenConflict as e:
         return _confirm(resource, token, "rotate", error=e.message), 409
     except PlanRestriction as e:
         abort(403, e.message)
+    except TokenValidationError as e:
+        return _confirm(resource, token, "rotate", error=f"Scopes: {e.message}"), 400
     if new is None:  # pruned since we looked
         abort(404, "There is no such access token here.")
     return _reveal(resource, new.token, new.secret, "rotated")
+
+
+@_resource_route("/<token_id>/usage", ["GET"])
+def token_usage(
+    workspace: str, token_id: str, project_key: str | None = None, repo_slug: str | None = None
+) -> str:
+    """What the token was observed to need, what it never needed, and the
+    narrowing rotation that follows."""
+    resource, _ = _managed()
+    token = _token_of(resource, token_id)
+    usage = _service().usage(token.id)
+    if usage is None:  # pruned since we looked
+        abort(404, "There is no such access token here.")
+    return render_template(
+        "accesstokens/usage.html",
+        resource=resource,
+        token=token,
+        usage=usage,
+        refusal=_plan_refusal(resource),
+    )
 
 
 # -- the workspace overview ---------------------------------------------------

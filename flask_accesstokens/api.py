@@ -74,7 +74,7 @@ MAX_PAGE = 1_000_000
 #: The contract's bound on a management request body.
 MAX_BODY = 64 * 1024
 CREATE_FIELDS = frozenset({"allowed_ips", "name", "scopes", "expires_at"})
-ROTATE_FIELDS = frozenset({"grace"})
+ROTATE_FIELDS = frozenset({"grace", "scopes"})
 LIST_PARAMETERS = frozenset({"pagelen", "state", "never_used", "last_used_before", "q"})
 #: The most tokens one public revocation request may name.
 MAX_PUBLIC_REVOCATIONS = 1000
@@ -340,7 +340,9 @@ def rotate(token_id: str, **view_args: str) -> tuple[Response, int]:
             invalid({"grace": f"seconds the old secret keeps working, 0 to {limit}"})
         grace = timedelta(seconds=seconds)
     try:
-        new = _service().rotate(token.id, rotated_by=manager, grace=grace)
+        new = _service().rotate(
+            token.id, rotated_by=manager, grace=grace, scopes=body.get("scopes")
+        )
     except TokenConflict as e:
         fail(409, e.message)
     except PlanRestriction as e:
@@ -350,6 +352,16 @@ def rotate(token_id: str, **view_args: str) -> tuple[Response, int]:
     if new is None:  # deleted since we looked
         fail(404, "No such access token on this resource.")
     return jsonify(new_token_json(new.secret, new.token, _bitbucket())), 201
+
+
+def usage(token_id: str, **view_args: str) -> Response:
+    """Which granted scopes served the token's requests, the resources they
+    named, and the scopes it never needed."""
+    resource, _ = _managed(view_args)
+    found = _service().usage(_token_on(resource, token_id).id)
+    if found is None:  # deleted since we looked
+        fail(404, "No such access token on this resource.")
+    return jsonify(found.as_json())
 
 
 def _int_arg(name: str, default: int, low: int, high: int, errors: dict[str, str]) -> int:
@@ -387,6 +399,7 @@ def _mount_model(setup: BlueprintSetupState) -> None:
         setup.add_url_rule(f"{base}/<token_id>", f"{kind}_get", get, methods=["GET"])
         setup.add_url_rule(f"{base}/<token_id>", f"{kind}_revoke", revoke, methods=["DELETE"])
         setup.add_url_rule(f"{base}/<token_id>/rotate", f"{kind}_rotate", rotate, methods=["POST"])
+        setup.add_url_rule(f"{base}/<token_id>/usage", f"{kind}_usage", usage)
 
 
 # -- a token about itself --------------------------------------------------------------

@@ -40,6 +40,9 @@ from .service import STATES
 from .service import TokenService
 from .servicebase import resource_of
 from .tokens import NewToken
+from .usagecli import routes
+from .usagecli import unused
+from .usagecli import usage
 
 access_tokens = AppGroup("access-tokens", help="Create, list, revoke and rotate access tokens.")
 
@@ -346,14 +349,26 @@ def revoke(token_id: str | None, actor: str, **names: str | None) -> None:
     type=click.IntRange(0, int(MAX_ROTATION_GRACE.total_seconds())),
     help="Seconds the old secret keeps working. Default: ACCESSTOKENS_ROTATION_GRACE.",
 )
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    help="Narrow the token to this scope; repeat for more. Only scopes it holds.",
+)
 @_actor
 @_json
-def rotate(token_id: str, grace: int | None, actor: str, as_json: bool) -> None:
-    """Give a token a new secret with the same scopes, and print it once."""
+def rotate(
+    token_id: str, grace: int | None, scopes: tuple[str, ...], actor: str, as_json: bool
+) -> None:
+    """Give a token a new secret, with the same scopes or fewer (--scope),
+    and print it once."""
     token = _get(token_id)
     try:
         new = _service().rotate(
-            token.id, rotated_by=actor, grace=None if grace is None else timedelta(seconds=grace)
+            token.id,
+            rotated_by=actor,
+            grace=None if grace is None else timedelta(seconds=grace),
+            scopes=list(scopes) if scopes else None,
         )
     except (TokenConflict, PlanRestriction) as e:
         raise click.ClickException(e.message) from None
@@ -409,3 +424,9 @@ def notify_expiring() -> None:
     Each is sent once: running it again sends nothing new."""
     sent = _service().notify_expiring()
     click.echo(f"Sent {sent} expiry notice{'' if sent == 1 else 's'}.")
+
+
+# Registered here, defined beside the concept they report on.
+access_tokens.add_command(routes)
+access_tokens.add_command(unused)
+access_tokens.add_command(usage)

@@ -23,6 +23,7 @@ from .errors import AccessTokenError
 from .gateway import GATEWAY_KEY
 from .gateway import GatewayMap
 from .gateway import GatewayRoutes
+from .leastprivilege import TokenUsage
 from .models import AccessToken
 from .models import Base
 from .oidc import require_pyjwt
@@ -473,11 +474,40 @@ class AccessTokens:
         return service.revoke_resource(found, revoked_by)
 
     def rotate_token(
-        self, token_id: str, rotated_by: str | None = None, grace: timedelta | None = None
+        self,
+        token_id: str,
+        rotated_by: str | None = None,
+        grace: timedelta | None = None,
+        *,
+        scopes: Iterable[str] | None = None,
     ) -> NewToken | None:
-        """Give a token a new secret with the same scopes. None if there is no
-        such token. See :meth:`TokenService.rotate`."""
-        return self.service().rotate(token_id, rotated_by, grace)
+        """Give a token a new secret, with the same scopes or, with
+        ``scopes``, fewer: each must be held, directly or by implication
+        (``ValueError`` otherwise). None if there is no such token. See
+        :meth:`TokenService.rotate`.
+
+        .. versionchanged:: 0.3
+            ``scopes``.
+        """
+        return self.service().rotate(token_id, rotated_by, grace, scopes=scopes)
+
+    def token_usage(self, token_id: str) -> TokenUsage | None:
+        """Which scopes served the token's requests, which resources they
+        named, and the scopes it never needed. None if there is no such
+        token. See :meth:`TokenService.usage`.
+
+        .. versionadded:: 0.3
+        """
+        return self.service().usage(token_id)
+
+    def notify_overprivileged(self, period: timedelta, now: datetime | None = None) -> int:
+        """Send ``token_overprivileged`` for tokens with scopes unused for
+        ``period``, once per token and set of scopes; returns how many. See
+        :meth:`TokenService.notify_overprivileged`.
+
+        .. versionadded:: 0.3
+        """
+        return self.service().notify_overprivileged(period, now)
 
     def prune_tokens(
         self,

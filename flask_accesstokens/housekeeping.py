@@ -19,6 +19,8 @@ from .models import TokenSecret
 from .models import utcnow
 from .serialize import parse_datetime
 from .servicebase import ServiceBase
+from .usagemodels import ResourceUse
+from .usagemodels import ScopeUse
 
 log = logging.getLogger("flask_accesstokens")
 
@@ -62,6 +64,8 @@ class Housekeeping(ServiceBase):
             self.session.expunge(token)
         self.session.execute(sa.delete(TokenSecret).where(TokenSecret.token_id.in_(ids)))
         self.session.execute(sa.delete(TokenNotice).where(TokenNotice.token_id.in_(ids)))
+        self.session.execute(sa.delete(ScopeUse).where(ScopeUse.token_id.in_(ids)))
+        self.session.execute(sa.delete(ResourceUse).where(ResourceUse.token_id.in_(ids)))
         self.session.execute(sa.delete(AccessToken).where(AccessToken.id.in_(ids)))
         self._commit()
         return doomed

@@ -145,6 +145,10 @@ class AccessToken(Base):
     #: every worker through a conditional UPDATE.
     new_clients_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     new_clients_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: Since when observed use is recorded (``usage.py``); None: since
+    #: ``created_at``. Tokens older than the recording start when it arrived.
+    usage_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
     #: The trust policy that minted this token in an OIDC exchange, or None
     #: for a token a person made (``trustmodels.py``).
     policy_id: Mapped[str | None] = mapped_column(String(32), index=True)

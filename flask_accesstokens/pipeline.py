@@ -59,6 +59,7 @@ from .store import TokenRow
 from .storewrites import NEW_CLIENTS_WINDOW
 from .tokenformat import is_well_formed
 from .tokens import AuthenticatedToken
+from .usage import UsageRecorder
 
 log = logging.getLogger("flask_accesstokens")
 
@@ -136,6 +137,7 @@ class Pipeline:
         #: window, not one per request.
         self._budget_spent: dict[str, datetime] = {}
         self._canary_uses = Coalescer(settings.failure_audit_interval.total_seconds())
+        self.usage = UsageRecorder(store, state.catalog, self.resolution)
 
     @staticmethod
     def of(app: Flask) -> Pipeline:
@@ -189,9 +191,10 @@ class Pipeline:
             if granted.isdisjoint(scopes) if requirement.any_of else not granted.issuperset(scopes):
                 self._failed("insufficient_scope", token.id, client)
                 raise InsufficientScope(required=scopes, granted=token.scopes)
+            named: dict[str, str] | None = None
             if requirement.bind:
-                named = self._binds(token, view_args, requirement)
-                if named is not None:
+                bound, named = self._binds(token, view_args, requirement)
+                if not bound:
                     self._failed("wrong_resource", token.id, client)
                     raise WrongResource(self._not_for(named), required=scopes)
         except AccessTokenError as e:
@@ -199,16 +202,18 @@ class Pipeline:
             environ[REFUSAL_KEY] = e
             raise
         # 5. usage
+        self.usage.record(token, requirement, None if requirement.container else named, now)
         self._accept(token, client, environ, now)
         return token
 
     def _binds(
         self, token: AuthenticatedToken, view_args: dict[str, Any] | None, requirement: Requirement
-    ) -> dict[str, str] | None:
-        """None when the token is bound to what the route names; otherwise
-        what the route names (level → name), for the refusal's words. A
-        ``resource=`` resolver names an object the URL does not nest; its
-        None is refused like another resource."""
+    ) -> tuple[bool, dict[str, str]]:
+        """Whether the token is bound to what the route names, and what it
+        names (level → name): for the usage record, or the refusal's words.
+        A ``resource=`` resolver names an object the URL does not nest; its
+        None is refused like another resource, in words that say nothing of
+        what it found."""
         model = self.model
         check = model.within if requirement.container else model.reaches
         if requirement.resource is not None:
@@ -220,13 +225,11 @@ class Pipeline:
                 named = {} if found is None else model.resource(found).values
             except (TypeError, ValueError):
                 named = {}
-            if not named:
-                return named
-            if not check(token.resource, named, self._parent_loader):
-                return {}  # in words that say nothing of what the resolver found
-            return None
+            if named and check(token.resource, named, self._parent_loader):
+                return True, named
+            return False, {}
         named = model.from_route(view_args)
-        return None if check(token.resource, named, self._parent_loader) else named
+        return check(token.resource, named, self._parent_loader), named
 
     def _not_for(self, named: dict[str, str]) -> str:
         """The refusal in the model's words: "not for this project"."""

@@ -37,6 +37,8 @@ from .errors import TokenValidationError
 from .errors import UnknownResource
 from .housekeeping import Housekeeping
 from .leaks import LeakResponse
+from .leastprivilege import LeastPrivilege
+from .leastprivilege import narrowed_scopes
 from .models import AccessToken
 from .models import as_utc
 from .models import NAME_MAX_LENGTH
@@ -68,11 +70,12 @@ class Page:
         return self.page * self.pagelen < self.total
 
 
-class TokenService(LeakResponse, Housekeeping, TrustPolicies):
+class TokenService(LeakResponse, Housekeeping, TrustPolicies, LeastPrivilege):
     """Token management for one app: creating, finding, revoking and
-    rotating here; leak response (``leaks.py``) and housekeeping
-    (``housekeeping.py``) and trust policies with the OIDC exchange
-    (``trustpolicy.py``) beside it, on the same session and audit."""
+    rotating here; leak response (``leaks.py``), housekeeping
+    (``housekeeping.py``), trust policies with the OIDC exchange
+    (``trustpolicy.py``) and observed use (``leastprivilege.py``) beside
+    it, on the same session and audit."""
 
     @staticmethod
     def of(app: Flask) -> TokenService:
@@ -345,13 +348,26 @@ class TokenService(LeakResponse, Housekeeping, TrustPolicies):
     # -- rotate ------------------------------------------------------------------------------
 
     def rotate(
-        self, token_id: str, rotated_by: str | None = None, grace: timedelta | None = None
+        self,
+        token_id: str,
+        rotated_by: str | None = None,
+        grace: timedelta | None = None,
+        *,
+        scopes: Iterable[str] | None = None,
     ) -> NewToken | None:
         """A new secret for the same token; the old one keeps working for the
         grace window, then counts as reused if presented. None if there is no
         such token; :class:`TokenConflict` if it is not active, or if another
         rotation committed since it was read (compare-and-set on the
-        generation: overlapping rotations cannot both succeed)."""
+        generation: overlapping rotations cannot both succeed).
+
+        ``scopes`` narrows the token in the same transaction: each must be
+        held, directly or by implication (else :class:`TokenValidationError`),
+        and from the commit on both secrets grant only those.
+
+        .. versionchanged:: 0.3
+            ``scopes``.
+        """
         grace = self.settings.rotation_grace if grace is None else grace
         if not isinstance(grace, timedelta) or not timedelta(0) <= grace <= MAX_ROTATION_GRACE:
             raise TokenValidationError("grace", "must be between 0 and 30 minutes")
@@ -369,13 +385,17 @@ class TokenService(LeakResponse, Housekeeping, TrustPolicies):
             # Minted for one CI job: it ends with the job, never renewed.
             raise TokenConflict("A token minted by an OIDC exchange cannot be rotated.")
         self.check_plan(resource_of(token))
+        before = tuple(token.scopes)
+        narrowed = (
+            before if scopes is None else narrowed_scopes(self.catalog, token.type, before, scopes)
+        )
         generation = token.generation
         now = utcnow()
         t = AccessToken
         swapped = self.session.execute(  # type: ignore[attr-defined]
             sa.update(t)
             .where(t.id == token.id, t.generation == generation, t.revoked_at.is_(None))
-            .values(generation=generation + 1, rotated_at=now)
+            .values(generation=generation + 1, rotated_at=now, scopes=narrowed)
             .execution_options(synchronize_session=False)
         ).rowcount
         if swapped != 1:
@@ -390,9 +410,10 @@ class TokenService(LeakResponse, Housekeeping, TrustPolicies):
             .execution_options(synchronize_session=False)
         )
         secret = self._add_secret(token, now)
-        self._audit(
-            "rotated", token, actor=rotated_by, detail=f"grace={int(grace.total_seconds())}s"
-        )
+        detail = f"grace={int(grace.total_seconds())}s"
+        if narrowed != before:
+            detail += f"; scopes: {' '.join(before)} -> {' '.join(narrowed)}"
+        self._audit("rotated", token, actor=rotated_by, detail=detail)
         self._commit()
         signals.token_rotated.send(self.app, token=token, actor=rotated_by, grace_until=now + grace)
         return NewToken(secret, self._detached(token))

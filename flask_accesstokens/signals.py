@@ -35,3 +35,7 @@ canary_tripped = _signals.signal("canary-tripped")
 #: A token was reported leaked and revoked: ``token``, ``provider``
 #: (``"public"`` for public revocation), ``url`` (where it was found, or None).
 token_leaked = _signals.signal("token-leaked")
+#: A token holds scopes it did not need for a period: ``token`` (the
+#: record), ``unused`` (the scope names). Sent by ``notify_overprivileged()``
+#: once per token and set of unused scopes.
+token_overprivileged = _signals.signal("token-overprivileged")

@@ -135,6 +135,7 @@ def _management_requests(token_id: str) -> list[tuple[str, str]]:
             ("GET", f"{base}/{token_id}"),
             ("DELETE", f"{base}/{token_id}"),
             ("POST", f"{base}/{token_id}/rotate"),
+            ("GET", f"{base}/{token_id}/usage"),
         ]
     return requests
 

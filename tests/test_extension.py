@@ -286,7 +286,20 @@ DELEGATION: list[tuple[str, tuple[Any, ...], dict[str, Any], tuple[Any, ...]]] =
         "rotate_token",
         ("id1", "alice", timedelta(minutes=5)),
         {},
-        ("rotate", ("id1", "alice", timedelta(minutes=5)), {}),
+        ("rotate", ("id1", "alice", timedelta(minutes=5)), {"scopes": None}),
+    ),
+    (
+        "rotate_token",
+        ("id1",),
+        {"scopes": ["repository"]},
+        ("rotate", ("id1", None, None), {"scopes": ["repository"]}),
+    ),
+    ("token_usage", ("id1",), {}, ("usage", ("id1",), {})),
+    (
+        "notify_overprivileged",
+        (timedelta(days=90), WHEN),
+        {},
+        ("notify_overprivileged", (timedelta(days=90), WHEN), {}),
     ),
     (
         "prune_tokens",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from datetime import datetime
+from datetime import timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from flask_accesstokens.migrations import BRANCH_LABEL
 from flask_accesstokens.migrations import include_migrations
 from flask_accesstokens.migrations import VERSIONS
 from flask_accesstokens.models import Base
+from flask_accesstokens.tokenformat import new_id
 
 # Flask-Migrate's generated env.py still calls db.get_engine() first.
 pytestmark = pytest.mark.filterwarnings("ignore:'get_engine' is deprecated:DeprecationWarning")
@@ -42,6 +44,8 @@ TABLES = {
     "accesstokens_notice",
     "accesstokens_trust_policy",
     "accesstokens_oidc_replay",
+    "accesstokens_scope_use",
+    "accesstokens_resource_use",
 }
 
 
@@ -153,6 +157,33 @@ def test_round_trip_keeps_working(host: Migrating) -> None:
         name="CI", workspace="acme", repository="api", scopes=["repository"]
     )
     assert client.get("/repositories/acme/api", headers=bearer(again.secret)).status_code == 200
+
+
+def test_tokens_older_than_usage_tracking_are_tracked_from_the_upgrade(host: Migrating) -> None:
+    """From the schema before observed use: a token made then reports its
+    usage since the upgrade, not "never needed" since its creation."""
+    flask_migrate.upgrade(directory=host.directory, revision="d8f2b3c4e561")
+    created = datetime(2026, 1, 1)
+    old = new_id()
+    with host.db.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO accesstokens_token (id, name, type, workspace, scopes, hint,"
+                " created_at) VALUES (:id, 'CI', 'workspace', 'acme', 'repository',"
+                " 'abcd', :created)"
+            ),
+            {"id": old, "created": created},
+        )
+    before = datetime.now(timezone.utc)
+    flask_migrate.upgrade(directory=host.directory, revision=f"{BRANCH_LABEL}@head")
+    assert host.diffs(Base.metadata) == []
+    usage = host.tokens.service().usage(old)
+    assert usage is not None
+    assert usage.since >= before.replace(microsecond=0)
+    assert usage.remove_scopes == ("repository",)
+    new = host.tokens.create_token(name="new", workspace="acme", scopes=["repository"])
+    fresh = host.tokens.token_usage(new.token.id)
+    assert fresh is not None and fresh.since == new.token.created_at
 
 
 def test_lives_beside_the_apps_own_history(host: Migrating) -> None:

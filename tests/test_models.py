@@ -176,7 +176,7 @@ COLUMNS = {
         "revoked_by", "expires_at", "rotated_at", "generation",
         # 0.2: addresses and networks (not secrets), canary flag, where a leak was reported
         "allowed_ips", "recent_ips", "recent_clients", "new_clients_since",
-        "new_clients_count", "canary", "leak_provider", "leak_url",
+        "new_clients_count", "canary", "leak_provider", "leak_url", "usage_since",
         # 0.3: the trust policy that minted it (an id, not a secret)
         "policy_id",
     },
@@ -188,6 +188,8 @@ COLUMNS = {
     },
     "accesstokens_oidc_replay": {"key", "expires_at"},
     "accesstokens_notice": {"id", "token_id", "kind", "sent_at"},
+    "accesstokens_scope_use": {"token_id", "scope", "last_needed"},
+    "accesstokens_resource_use": {"token_id", "resource", "last_used"},
     "accesstokens_secret": {"digest", "token_id", "created_at", "valid_until"},
     "accesstokens_event": {
         "id", "at", "action", "token_id", "actor", "client", "resource", "count", "detail",

@@ -109,6 +109,12 @@ def test_resubmitted_notice_reads_as_a_warning(
     assert facts[f"resubmitted-{width}"]["noticeBackground"] == "rgb(255, 250, 230)"
 
 
+@pytest.mark.parametrize("width", list(screenshots.WIDTHS))
+def test_usage_says_what_was_never_needed(facts: dict[str, Any], width: str) -> None:
+    never = facts[f"usage-{width}"]["neverNeeded"]
+    assert never is not None and "Never needed: Pipelines: Read" in " ".join(never.split())
+
+
 def test_the_docs_show_every_page_at_both_widths() -> None:
     page = (ROOT / "docs" / "example.rst").read_text(encoding="utf-8")
     for name in screenshots.PAGES:
