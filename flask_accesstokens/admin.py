@@ -605,9 +605,7 @@ def rotate(token_id: str, **view_args: str) -> Response | tuple[str, int]:
 
 
 @_resource_route("/<token_id>/usage", ["GET"])
-def token_usage(
-    workspace: str, token_id: str, project_key: str | None = None, repo_slug: str | None = None
-) -> str:
+def token_usage(token_id: str, **view_args: str) -> str:
     """What the token was observed to need, what it never needed, and the
     narrowing rotation that follows."""
     resource, _ = _managed()

@@ -96,13 +96,13 @@ def test_served_scopes_and_resources_are_recorded(
     assert client.get(REPO, headers=bearer(secret)).status_code == 200
     # repository is implied by repository:write: that grant served it.
     assert set(_scope_rows(db, token_id)) == {"repository:write"}
-    assert _resource_rows(db, token_id) == ['{"workspace":"acme","repository":"api"}']
+    assert _resource_rows(db, token_id) == ["workspace=acme/repository=api"]
     # any_of: only the required scope the token holds counts.
     assert client.get(f"{REPO}/either", headers=bearer(secret)).status_code == 200
     assert set(_scope_rows(db, token_id)) == {"repository:write", "webhook"}
     assert client.get("/workspaces/acme/members", headers=bearer(secret)).status_code == 200
     assert set(_scope_rows(db, token_id)) == {"repository:write", "webhook", "account"}
-    assert '{"workspace":"acme"}' in _resource_rows(db, token_id)
+    assert "workspace=acme" in _resource_rows(db, token_id)
 
 
 def test_refused_requests_record_nothing(
