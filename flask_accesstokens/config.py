@@ -24,6 +24,8 @@ from .tokenformat import check_prefix
 
 #: Bitbucket's ceiling for the rotation grace window.
 MAX_ROTATION_GRACE = timedelta(minutes=30)
+#: The longest PostgreSQL cache bound: every call that changes a token waits it.
+MAX_SYNC_BOUND = timedelta(seconds=2)
 GITHUB_KEYS_URL = "https://api.github.com/meta/public_keys/secret_scanning"
 
 
@@ -150,6 +152,13 @@ def _keys_urls(key: str, value: Any) -> dict[str, str]:
     return dict(value)
 
 
+def _sync_bound(key: str, value: Any) -> timedelta:
+    bound = duration(key, value, positive=True)
+    if bound > MAX_SYNC_BOUND:
+        raise ConfigurationError(key, "must be at most 2 seconds: every revoking call waits it")
+    return bound
+
+
 def _public_revocation_limit(key: str, value: Any) -> str:
     checked = _rate_limit(key, value)
     if checked is None:
@@ -181,6 +190,8 @@ KEYS: dict[str, tuple[Any, Check]] = {
     "RECENT_CLIENTS_MAX_AGE": (timedelta(days=90), lambda k, v: duration(k, v, positive=True)),
     "SECRET_SCANNING_KEYS": ({"github": GITHUB_KEYS_URL}, _keys_urls),
     "PUBLIC_REVOCATION_LIMIT": ("10/minute", _public_revocation_limit),
+    "POSTGRESQL_CACHE": (True, _flag),
+    "POSTGRESQL_SYNC_BOUND": (timedelta(milliseconds=250), _sync_bound),
 }
 
 
@@ -222,6 +233,8 @@ class Settings:
     recent_clients_max_age: timedelta
     secret_scanning_keys: dict[str, str]
     public_revocation_limit: str
+    postgresql_cache: bool
+    postgresql_sync_bound: timedelta
 
 
 def load(config: dict[str, Any]) -> Settings:

@@ -51,6 +51,10 @@ from .models import EVENTS
 from .models import SECRETS
 from .models import TOKENS
 from .models import utcnow
+from .pgchange import enabled as pg_enabled
+from .pgchange import make as make_pgchange
+from .pgchange import PgChange
+from .pgchange import settle
 from .serialize import isoformat
 from .sqlitechange import SQLiteChange
 from .state import AppState
@@ -185,6 +189,9 @@ class RequestStore:
         #: closing a descriptor of the database drops this process's SQLite
         #: locks on it (see ``sqlitechange.py``).
         self._parked: object = None
+        #: PostgreSQL: this process's kept rows and their listener
+        #: (``pgchange.py``); False until the first query, None without one.
+        self._pg: PgChange | None | bool = False
 
     # -- connections ---------------------------------------------------------
 
@@ -212,7 +219,8 @@ class RequestStore:
             if self._pool is None or self._forks != _forks.count:
                 # New, or forked: a child never uses (or closes) the parent's.
                 if self._pool is not None:
-                    self._parked, self._change = self._change, False
+                    self._parked, self._change = (self._change, self._pg), False
+                    self._pg = False
                     self._cache = (None, {})
                     self._idle = []  # the parent's: never used, never closed
                 self._pid, self._forks = os.getpid(), _forks.count
@@ -231,6 +239,9 @@ class RequestStore:
                 self._pool.dispose()
                 change, self._change = self._change, False
                 self._cache = (None, {})
+                pg, self._pg = self._pg, False
+                if isinstance(pg, PgChange):
+                    pg.close()
                 if isinstance(change, SQLiteChange):
                     change.close()
 
@@ -253,6 +264,14 @@ class RequestStore:
                         return row
         else:
             stamp = None
+        pg, ticket = self._pg, None
+        if pg and self._forks == _forks.count:
+            # PostgreSQL: a row kept while the listener vouches for it.
+            assert isinstance(pg, PgChange)
+            row = pg.get(digests[0])
+            if row is not None:
+                return row  # type: ignore[no-any-return]
+            ticket = pg.ticket()
         engine = self.engine
         try:
             if self.shared:
@@ -262,7 +281,11 @@ class RequestStore:
             if stamp is not None:
                 assert isinstance(change, SQLiteChange)
                 return self._find_stamped(engine, digests, change, stamp)
-            return self._query(engine, digests)
+            row = self._query(engine, digests)
+            if ticket is not None:
+                assert isinstance(pg, PgChange)
+                pg.keep(digests[0], row, ticket)
+            return row
         except (SQLAlchemyError, engine.dialect.loaded_dbapi.Error) as e:
             log.error("access token lookup failed: %s", type(e).__name__)
             raise StorageUnavailable() from None
@@ -291,6 +314,8 @@ class RequestStore:
     def _query(self, engine: Engine, digests: list[str], cache: bool = True) -> TokenRow | None:
         sql, to_params = self._statement(engine, len(digests))
         pool = self._own_pool()
+        if self._pg is False:
+            self._pg = make_pgchange(engine, self._state.settings, owner=self)
         idle = self._idle
         try:
             conn = idle.pop()
@@ -548,6 +573,8 @@ class RequestStore:
             return False
         if len(self._revoked_for_reuse) < MAX_CACHED_ROWS:
             self._revoked_for_reuse.add(token_id)
+        if changed and pg_enabled(self._state.settings, self.engine):
+            settle(self._state.settings)  # every worker has let go of it
         return bool(changed)
 
     def write_event(self, **values: Any) -> None:

@@ -102,7 +102,8 @@ def test_committed_while_busy_arrives_by_the_next_answer() -> None:
     notifier, _ = _connect("")
     try:
         for i in range(20):
-            t = threading.Timer(0.01, notifier.execute, ("SELECT pg_notify('at_busy', %s)", (str(i),)))
+            query = ("SELECT pg_notify('at_busy', %s)", (str(i),))
+            t = threading.Timer(0.01, notifier.execute, query)
             t.start()
             listener.execute("SELECT pg_sleep(0.05)")
             t.join()
