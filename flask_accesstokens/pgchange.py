@@ -334,7 +334,13 @@ class PgChange:
             return False
         conn.execute(f"LISTEN {CHANNEL}")
         conn.execute(f"LISTEN {self._own_channel}")
-        pid = self._backend_pid = conn.info.backend_pid
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+        pid = self._backend_pid = None if row is None else row[0]
+        if pid != conn.info.backend_pid:
+            # A proxy that hands out its own cancel keys (pgbouncer, in any
+            # mode) stands between us and the server: never trusted.
+            self._give_up()
+            return False
         self._reset(True)
         sequence = 0
         while self._running():
@@ -346,15 +352,18 @@ class PgChange:
             if answer is None or answer[0] != pid or self._own_seen != str(sequence):
                 # Another backend answered, or ours did not hear itself: a
                 # pooler in transaction mode. Never trust this route.
-                log.warning(
-                    "access token listener is not on a session of its own (a pooler in "
-                    "transaction mode?): every lookup is a statement"
-                )
-                self.impossible = True
+                self._give_up()
                 return False
             self.synced_at = started
             self._stop.wait(self.period)
         return True
+
+    def _give_up(self) -> None:
+        log.warning(
+            "access token listener is not on a PostgreSQL session of its own (a pooler?): "
+            "every lookup is a statement"
+        )
+        self.impossible = True
 
     def close(self) -> None:
         """Stop the listener and close its connection (in the process that
