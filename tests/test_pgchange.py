@@ -386,3 +386,44 @@ def test_forked_child_starts_its_own_listener(rig: Rig) -> None:
     assert rig.get(new.secret) == 200
     assert rig.queries == before
     assert threading.active_count() >= 1
+
+
+@pytest.mark.filterwarnings("ignore:'get_engine' is deprecated:DeprecationWarning")
+def test_the_migration_makes_and_drops_the_trigger(tmp_path: Any) -> None:
+    import flask_migrate
+    from test_migrations import Migrating
+
+    from flask_accesstokens.migrations import BRANCH_LABEL
+    from flask_accesstokens.pgchange import TRIGGER_NAMES
+
+    def triggers(host: Migrating) -> set[str]:
+        with host.db.engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT tgname FROM pg_trigger WHERE tgrelid IN "
+                    "(to_regclass('accesstokens_token'), to_regclass('accesstokens_secret'))"
+                )
+            )
+            return {name for (name,) in rows}
+
+    import logging
+
+    saved = [(lg, lg.disabled) for lg in logging.Logger.manager.loggerDict.values()
+             if isinstance(lg, logging.Logger)]  # fmt: skip
+    handlers = list(logging.getLogger().handlers)
+    with fresh_schema(require_postgresql()) as url:
+        host = Migrating(url, tmp_path / "migrations")
+        try:
+            with host.app.app_context():
+                flask_migrate.init(directory=host.directory)
+                flask_migrate.upgrade(directory=host.directory, revision=f"{BRANCH_LABEL}@head")
+                assert triggers(host) >= set(TRIGGER_NAMES)
+                flask_migrate.downgrade(directory=host.directory, revision="d8f2b3c4e561")
+                assert not triggers(host) & set(TRIGGER_NAMES)
+                flask_migrate.upgrade(directory=host.directory, revision=f"{BRANCH_LABEL}@head")
+                assert triggers(host) >= set(TRIGGER_NAMES)
+        finally:
+            host.dispose()
+            for lg, disabled in saved:
+                lg.disabled = disabled
+            logging.getLogger().handlers[:] = handlers
