@@ -46,6 +46,8 @@ BAD: dict[str, list[Any]] = {
         {"public": "https://x"},
     ],
     "PUBLIC_REVOCATION_LIMIT": [None, "", "lots", 10],
+    "POSTGRESQL_CACHE": ["yes", 1, None],
+    "POSTGRESQL_SYNC_BOUND": [0, -1, 2.5, "0.25", None, timedelta(seconds=3)],
 }
 
 
