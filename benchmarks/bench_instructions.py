@@ -140,6 +140,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--postgresql", help="also count PostgreSQL, cache on and off")
+    parser.add_argument("--variants", nargs="+", help="only these (bare always runs)")
     args = parser.parse_args()
     if args.child:
         child(args.child, args.tokens, args.requests)
@@ -151,6 +152,8 @@ def main() -> int:
     variants = ["bare", "protected"]
     if args.postgresql:
         variants += ["pg-cache", "pg-nocache"]
+    if args.variants:
+        variants = ["bare", *(v for v in variants[1:] if v in args.variants)]
     for variant in variants:
         url = ""
         if variant.startswith("pg-"):
