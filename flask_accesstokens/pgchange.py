@@ -266,6 +266,10 @@ class PgChange:
 
     # -- the listener ------------------------------------------------------------
 
+    def forget(self, token_id: str) -> None:
+        """Drop a token's kept rows now (this worker just wrote it)."""
+        self._forget(token_id)
+
     def _forget(self, token_id: str) -> None:
         with self._lock:
             self._generation += 1

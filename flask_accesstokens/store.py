@@ -464,6 +464,8 @@ class RequestStore:
                 )
         except SQLAlchemyError:
             log.warning("could not record use of access token %s", token_id, exc_info=True)
+        finally:
+            self._written(token_id)
 
     def add_client(
         self,
@@ -518,6 +520,15 @@ class RequestStore:
         except SQLAlchemyError:
             log.warning("could not record a client of access token %s", token_id, exc_info=True)
             return None
+        finally:
+            self._written(token_id)
+
+    def _written(self, token_id: str) -> None:
+        """This worker wrote the token's usage: its kept row is out of date
+        now, not only once the notification comes back."""
+        pg = self._pg
+        if isinstance(pg, PgChange):
+            pg.forget(token_id)
 
     @staticmethod
     def _clients_with(
