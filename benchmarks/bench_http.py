@@ -6,6 +6,11 @@ Run::
 
     .venv/bin/python benchmarks/bench_http.py                 # SQLite
     .venv/bin/python benchmarks/bench_http.py --postgresql postgresql+psycopg://...
+    .venv/bin/python benchmarks/bench_http.py --databases postgresql --delay-ms 1
+
+On PostgreSQL it measures the row cache on and off, back to back (``--cache``);
+``--delay-ms`` puts ``delayproxy.py`` between the app and the database, adding
+that much to every round trip (the listener's too).
 
 For each database the script fills the token table (``--tokens``), starts
 gunicorn, then runs interleaved rounds (each round loads every route, in a
@@ -18,6 +23,7 @@ The server is stopped by its PID.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import re
@@ -30,6 +36,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,10 +130,10 @@ def worker_rss_mib(master: int) -> float:
 
 
 def serve_and_measure(
-    url: str, secret: str, workers: int, rounds: int, seconds: int
+    url: str, secret: str, workers: int, rounds: int, seconds: int, cache: bool = True
 ) -> dict[str, float]:
     port = free_port()
-    env = dict(os.environ, BENCH_DATABASE_URL=url)
+    env = dict(os.environ, BENCH_DATABASE_URL=url, BENCH_POSTGRESQL_CACHE="1" if cache else "0")
     server = subprocess.Popen(
         [
             sys.executable,
@@ -183,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--cache", choices=["on", "off", "both"], default="both")
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="added database latency")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("needs wrk: apt-get install wrk", file=sys.stderr)
@@ -199,15 +208,48 @@ def main(argv: list[str] | None = None) -> int:
         )
         for name, (url, tokens) in databases.items():
             secret = prepare(url, tokens)
-            result = serve_and_measure(url, secret, args.workers, args.rounds, args.seconds)
-            ratio = result["protected"] / result["bare"]
-            floor = result["floor"] / result["bare"]
-            print(
-                f"{name:<11} {result['bare']:>11.0f} {result['protected']:>10.0f}"
-                f" {ratio:>11.3f} {1 / ratio:>6.2f}x {result['floor']:>7.0f} {1 / floor:>10.2f}x"
-                f" {result['rss_mib']:>7.1f} MiB"
-            )
+            caches = {"on": [True], "off": [False], "both": [False, True]}[args.cache]
+            if name != "postgresql":
+                caches = [True]
+            with delayed(url, args.delay_ms) as served:
+                for cache in caches:
+                    result = serve_and_measure(
+                        served, secret, args.workers, args.rounds, args.seconds, cache
+                    )
+                    ratio = result["protected"] / result["bare"]
+                    floor = result["floor"] / result["bare"]
+                    label = name if name != "postgresql" else f"pg cache {'on' if cache else 'off'}"
+                    print(
+                        f"{label:<11} {result['bare']:>11.0f} {result['protected']:>10.0f}"
+                        f" {ratio:>11.3f} {1 / ratio:>6.2f}x {result['floor']:>7.0f}"
+                        f" {1 / floor:>10.2f}x {result['rss_mib']:>7.1f} MiB"
+                    )
     return 0
+
+
+@contextlib.contextmanager
+def delayed(url: str, delay_ms: float) -> Iterator[str]:
+    """``url`` itself, or reached through ``delayproxy.py`` adding ``delay_ms``."""
+    if not delay_ms or url.startswith("sqlite"):
+        yield url
+        return
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    port = free_port()
+    proxy = subprocess.Popen(
+        [sys.executable, str(HERE / "delayproxy.py"), str(port), target.host or "127.0.0.1"]
+        + [str(target.port or 5432), "--ms", str(delay_ms)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proxy.stdout is not None and proxy.stdout.readline().strip() == "ready"
+        print(f"(through delayproxy.py, +{delay_ms} ms per round trip)")
+        yield target.set(port=port).render_as_string(hide_password=False)
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=10)
 
 
 if __name__ == "__main__":

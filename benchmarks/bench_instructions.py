@@ -11,6 +11,11 @@ Run (needs Debian's ``valgrind``)::
 
     .venv/bin/python benchmarks/bench_instructions.py            # 1,000 tokens
     .venv/bin/python benchmarks/bench_instructions.py --tokens 100000
+    .venv/bin/python benchmarks/bench_instructions.py --postgresql postgresql+psycopg://...
+
+With ``--postgresql`` it also counts the protected route on PostgreSQL, with
+the row cache on and off (the tables go in a schema of their own, dropped
+after).
 
 Each variant runs twice under callgrind, with a few and with many requests;
 the difference divided by the extra requests is the cost of one request,
@@ -31,8 +36,62 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+def pg_child(variant: str, url: str, requests: int) -> None:
+    """The protected route on PostgreSQL, cache on (``pg-cache``) or off
+    (``pg-nocache``), after the listener has synced."""
+    import time
+
+    from flask import Flask
+    from flask import jsonify
+    from flask_sqlalchemy import SQLAlchemy
+
+    from flask_accesstokens import AccessTokens
+    from flask_accesstokens import require_scope
+    from flask_accesstokens.pipeline import Pipeline
+
+    app = Flask("bench")
+    app.config.update(
+        SECRET_KEY="bench",
+        SQLALCHEMY_DATABASE_URI=url,
+        ACCESSTOKENS_API_URL_PREFIX=None,
+        ACCESSTOKENS_POSTGRESQL_CACHE=variant == "pg-cache",
+    )
+    db = SQLAlchemy(app)
+    tokens = AccessTokens(app, db=db)
+
+    @app.get("/protected/<workspace>/<repo_slug>")
+    @require_scope("repository")
+    def protected(workspace: str, repo_slug: str) -> object:
+        return jsonify(ok=True)
+
+    with app.app_context():
+        db.create_all()
+        new = tokens.create_token(
+            name="bench", workspace="acme", repository="api", scopes=["repository"]
+        )
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {new.secret}"}
+    for _ in range(20):
+        client.get("/protected/acme/api", headers=headers)
+    time.sleep(2)  # the first use's last-used write has come back as a notification
+    for _ in range(30):
+        client.get("/protected/acme/api", headers=headers)
+    for _ in range(requests):
+        assert client.get("/protected/acme/api", headers=headers).status_code == 200
+    pg = Pipeline.of(app).store._pg
+    if variant == "pg-cache":
+        assert pg and time.monotonic() - pg.synced_at < pg.bound, "the cache was not trusted"
+    with app.app_context():
+        AccessTokens.dispose_connections()
+        db.drop_all()
+        db.engine.dispose()
+
+
 def child(variant: str, tokens: int, requests: int) -> None:
     sys.path.insert(0, str(HERE))
+    if variant.startswith("pg-"):
+        pg_child(variant, os.environ["BENCH_DATABASE_URL"], requests)
+        return
     import bench_protect
 
     folder = tempfile.mkdtemp()
@@ -48,7 +107,7 @@ def child(variant: str, tokens: int, requests: int) -> None:
     shutil.rmtree(folder)
 
 
-def count(variant: str, tokens: int, requests: int) -> int:
+def count(variant: str, tokens: int, requests: int, url: str = "") -> int:
     with tempfile.TemporaryDirectory() as out:
         result = subprocess.run(
             [
@@ -68,7 +127,7 @@ def count(variant: str, tokens: int, requests: int) -> int:
             text=True,
             check=True,
             # One hash seed: dict and set layouts, and so the counts, repeat.
-            env={**os.environ, "PYTHONHASHSEED": "0"},
+            env={**os.environ, "PYTHONHASHSEED": "0", "BENCH_DATABASE_URL": url},
         )
     found = re.search(r"Collected : (\d+)", result.stderr)
     assert found, result.stderr[-2000:]
@@ -80,6 +139,8 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=1_000)
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--postgresql", help="also count PostgreSQL, cache on and off")
+    parser.add_argument("--variants", nargs="+", help="only these (bare always runs)")
     args = parser.parse_args()
     if args.child:
         child(args.child, args.tokens, args.requests)
@@ -88,13 +149,39 @@ def main() -> int:
         print("needs valgrind: apt-get install valgrind", file=sys.stderr)
         return 1
     per_request = {}
-    for variant in ("bare", "protected"):
-        few = count(variant, args.tokens, 100)
-        many = count(variant, args.tokens, 100 + args.requests)
+    variants = ["bare", "protected"]
+    if args.postgresql:
+        variants += ["pg-cache", "pg-nocache"]
+    if args.variants:
+        variants = ["bare", *(v for v in variants[1:] if v in args.variants)]
+    for variant in variants:
+        url = ""
+        if variant.startswith("pg-"):
+            sep = "&" if "?" in args.postgresql else "?"
+            url = f"{args.postgresql}{sep}options=-csearch_path%3Dbench_instructions"
+            _schema(args.postgresql, create=True)
+        try:
+            few = count(variant, args.tokens, 100, url)
+            many = count(variant, args.tokens, 100 + args.requests, url)
+        finally:
+            if url:
+                _schema(args.postgresql, create=False)
         per_request[variant] = (many - few) / args.requests
         print(f"{variant:>10}: {per_request[variant]:,.0f} instructions per request")
-    print(f"protected / bare: {per_request['protected'] / per_request['bare']:.3f}")
+    for variant in variants[1:]:
+        print(f"{variant} / bare: {per_request[variant] / per_request['bare']:.3f}")
     return 0
+
+
+def _schema(url: str, create: bool) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA IF EXISTS bench_instructions CASCADE"))
+        if create:
+            conn.execute(sa.text("CREATE SCHEMA bench_instructions"))
+    engine.dispose()
 
 
 if __name__ == "__main__":

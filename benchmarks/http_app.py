@@ -1,6 +1,7 @@
 """The app ``bench_http.py`` serves with gunicorn: the same route bare,
 protected, and behind the raw-database floor (``floor.py``). The database URL
-comes from ``BENCH_DATABASE_URL``."""
+comes from ``BENCH_DATABASE_URL``; ``BENCH_POSTGRESQL_CACHE=0`` turns the
+PostgreSQL row cache off."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ def create_app() -> Flask:
         SECRET_KEY="bench",
         SQLALCHEMY_DATABASE_URI=os.environ["BENCH_DATABASE_URL"],
         ACCESSTOKENS_API_URL_PREFIX=None,
+        # "0" measures the path without the PostgreSQL row cache.
+        ACCESSTOKENS_POSTGRESQL_CACHE=os.environ.get("BENCH_POSTGRESQL_CACHE", "1") == "1",
     )
     db = SQLAlchemy(app)
     AccessTokens(app, db=db)

@@ -31,6 +31,8 @@ from .words import MESSAGES
 MAX_ROTATION_GRACE = timedelta(minutes=30)
 #: Introspection clients share a secret with the app: at least this long.
 MIN_CLIENT_SECRET = 16
+#: The longest PostgreSQL cache bound: every call that changes a token waits it.
+MAX_SYNC_BOUND = timedelta(seconds=2)
 GITHUB_KEYS_URL = "https://api.github.com/meta/public_keys/secret_scanning"
 
 
@@ -220,6 +222,13 @@ def _oidc_issuers(key: str, value: Any) -> dict[str, dict[str, Any]]:
     return checked
 
 
+def _sync_bound(key: str, value: Any) -> timedelta:
+    bound = duration(key, value, positive=True)
+    if bound > MAX_SYNC_BOUND:
+        raise ConfigurationError(key, "must be at most 2 seconds: every revoking call waits it")
+    return bound
+
+
 def _public_revocation_limit(key: str, value: Any) -> str:
     checked = _rate_limit(key, value)
     if checked is None:
@@ -291,6 +300,8 @@ KEYS: dict[str, tuple[Any, Check]] = {
     "INTROSPECTION_CLIENTS": ({}, _introspection_clients),
     "OIDC_ISSUERS": ({}, _oidc_issuers),
     "OIDC_EXCHANGE_LIMIT": ("60/minute", _public_revocation_limit),
+    "POSTGRESQL_CACHE": (True, _flag),
+    "POSTGRESQL_SYNC_BOUND": (timedelta(milliseconds=250), _sync_bound),
 }
 
 
@@ -339,6 +350,8 @@ class Settings:
     introspection_clients: dict[str, bytes]
     oidc_issuers: dict[str, dict[str, Any]]
     oidc_exchange_limit: str
+    postgresql_cache: bool
+    postgresql_sync_bound: timedelta
 
 
 def load(config: dict[str, Any]) -> Settings:

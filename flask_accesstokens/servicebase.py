@@ -15,6 +15,8 @@ from .errors import TokenValidationError
 from .models import AccessToken
 from .models import TokenEvent
 from .models import utcnow
+from .pgchange import changes_pending
+from .pgchange import settle
 from .resources import Resource
 from .state import AppState
 
@@ -103,8 +105,13 @@ class ServiceBase:
         return token
 
     def _commit(self) -> None:
+        """Commit; a transaction that changed a token returns only once no
+        worker's PostgreSQL cache can still answer with its old state."""
         try:
+            changed = changes_pending(self.session, self.settings)
             self.session.commit()
         except BaseException:
             self.session.rollback()
             raise
+        if changed:
+            settle(self.settings)

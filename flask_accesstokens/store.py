@@ -43,6 +43,10 @@ from .models import as_utc
 from .models import SECRETS
 from .models import TOKENS
 from .models import utcnow
+from .pgchange import enabled as pg_enabled
+from .pgchange import make as make_pgchange
+from .pgchange import PgChange
+from .pgchange import settle
 from .sqlitechange import SQLiteChange
 from .state import AppState
 from .storewrites import RequestWrites
@@ -170,6 +174,9 @@ class RequestStore(RequestWrites):
         #: closing a descriptor of the database drops this process's SQLite
         #: locks on it (see ``sqlitechange.py``).
         self._parked: object = None
+        #: PostgreSQL: this process's kept rows and their listener
+        #: (``pgchange.py``); False until the first query, None without one.
+        self._pg: PgChange | None | bool = False
 
     # -- connections ---------------------------------------------------------
 
@@ -181,7 +188,8 @@ class RequestStore(RequestWrites):
             if self._pool is None or self._forks != _forks.count:
                 # New, or forked: a child never uses (or closes) the parent's.
                 if self._pool is not None:
-                    self._parked, self._change = self._change, False
+                    self._parked, self._change = (self._change, self._pg), False
+                    self._pg = False
                     self._cache = (None, {})
                     self._idle = []  # the parent's: never used, never closed
                 self._pid, self._forks = os.getpid(), _forks.count
@@ -200,6 +208,9 @@ class RequestStore(RequestWrites):
                 self._pool.dispose()
                 change, self._change = self._change, False
                 self._cache = (None, {})
+                pg, self._pg = self._pg, False
+                if isinstance(pg, PgChange):
+                    pg.close()
                 if isinstance(change, SQLiteChange):
                     change.close()
 
@@ -222,6 +233,14 @@ class RequestStore(RequestWrites):
                         return row
         else:
             stamp = None
+        pg, ticket = self._pg, None
+        if pg and self._forks == _forks.count:
+            # PostgreSQL: a row kept while the listener vouches for it.
+            assert isinstance(pg, PgChange)
+            row = pg.get(digests[0])
+            if row is not None:
+                return row  # type: ignore[no-any-return]
+            ticket = pg.ticket()
         engine = self.engine
         try:
             if self.shared:
@@ -231,7 +250,11 @@ class RequestStore(RequestWrites):
             if stamp is not None:
                 assert isinstance(change, SQLiteChange)
                 return self._find_stamped(engine, digests, change, stamp)
-            return self._query(engine, digests)
+            row = self._query(engine, digests)
+            if ticket is not None:
+                assert isinstance(pg, PgChange)
+                pg.keep(digests[0], row, ticket)
+            return row
         except (SQLAlchemyError, engine.dialect.loaded_dbapi.Error) as e:
             log.error("access token lookup failed: %s", type(e).__name__)
             raise StorageUnavailable() from None
@@ -266,6 +289,8 @@ class RequestStore(RequestWrites):
     def _query(self, engine: Engine, digests: list[str], cache: bool = True) -> TokenRow | None:
         sql, to_params = self._statement(engine, len(digests))
         pool = self._own_pool()
+        if self._pg is False:
+            self._pg = make_pgchange(engine, self._state.settings, owner=self)
         idle = self._idle
         try:
             conn = idle.pop()
@@ -292,6 +317,19 @@ class RequestStore(RequestWrites):
         else:
             conn.close()
         return row
+
+    def _written(self, token_id: str) -> None:
+        """This worker wrote the token's usage: its kept row is out of date
+        now, not only once the notification comes back."""
+        pg = self._pg
+        if isinstance(pg, PgChange):
+            pg.forget(token_id)
+
+    def _revoked(self) -> None:
+        """A reused secret's token was revoked here: return only once every
+        worker has let go of what it kept (PostgreSQL's sync bound)."""
+        if pg_enabled(self._state.settings, self.engine):
+            settle(self._state.settings)
 
     def _run(self, conn: Any, sql: str, params: Any, digest: str, cache: bool) -> TokenRow | None:
         info = conn.info

@@ -61,6 +61,13 @@ class RequestWrites:
         #: only counted, never another write each.
         self._revoked_for_reuse: set[str] = set()
 
+    def _written(self, token_id: str) -> None:
+        """Told after each write of a token's usage: the lookup beside may
+        hold the row it changed (see :class:`~flask_accesstokens.store.RequestStore`)."""
+
+    def _revoked(self) -> None:
+        """Told after a revocation committed here, before it returns."""
+
     @property
     def engine(self) -> Engine:
         engine = self._engine
@@ -132,6 +139,8 @@ class RequestWrites:
                 )
         except SQLAlchemyError:
             log.warning("could not record use of access token %s", token_id, exc_info=True)
+        finally:
+            self._written(token_id)
 
     def add_client(
         self,
@@ -187,6 +196,8 @@ class RequestWrites:
         except SQLAlchemyError:
             log.warning("could not record a client of access token %s", token_id, exc_info=True)
             return None
+        finally:
+            self._written(token_id)
 
     @staticmethod
     def _clients_with(
@@ -243,6 +254,8 @@ class RequestWrites:
             return False
         if len(self._revoked_for_reuse) < MAX_REMEMBERED_REUSES:
             self._revoked_for_reuse.add(token_id)
+        if changed:
+            self._revoked()
         return bool(changed)
 
     def write_event(self, **values: Any) -> None:

@@ -61,6 +61,8 @@ BAD: dict[str, list[Any]] = {
         {"git hub": {"issuer": "https://x", "audience": "a"}},
     ],
     "OIDC_EXCHANGE_LIMIT": [None, "", "lots", 10],
+    "POSTGRESQL_CACHE": ["yes", 1, None],
+    "POSTGRESQL_SYNC_BOUND": [0, -1, 2.5, "0.25", None, timedelta(seconds=3)],
 }
 
 

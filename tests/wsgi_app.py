@@ -16,11 +16,19 @@ from helpers import make_app
 
 DATABASE_VARIABLE = "ACCESSTOKENS_TEST_WSGI_DATABASE_URL"
 RESOLUTION_VARIABLE = "ACCESSTOKENS_TEST_WSGI_LAST_USED_RESOLUTION"
+#: Set (to anything) behind a pooler in transaction mode: psycopg must not
+#: prepare statements on a server session it does not keep.
+NO_PREPARE_VARIABLE = "ACCESSTOKENS_TEST_WSGI_NO_PREPARE"
 
 
 def create_app() -> Flask:
     app, _, _ = make_app(
         os.environ[DATABASE_VARIABLE],
         ACCESSTOKENS_LAST_USED_RESOLUTION=float(os.environ.get(RESOLUTION_VARIABLE, "60")),
+        SQLALCHEMY_ENGINE_OPTIONS=(
+            {"connect_args": {"prepare_threshold": None}}
+            if os.environ.get(NO_PREPARE_VARIABLE)
+            else {}
+        ),
     )
     return app
