@@ -15,12 +15,7 @@ and lands on the token list with a notice. Templates live under ``accesstokens/`
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import date
-from datetime import datetime
-from datetime import time
 from datetime import timedelta
-from datetime import timezone
 from typing import Any
 from typing import TypeVar
 
@@ -30,22 +25,31 @@ from flask import make_response
 from flask import redirect
 from flask import render_template
 from flask import request
-from flask import url_for
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import Forbidden
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed
-from werkzeug.routing import BuildError
 from werkzeug.wrappers import Response
 
 from . import formids
-from . import words
+from .adminhelpers import expires_soon
+from .adminhelpers import expiry_bounds
+from .adminhelpers import format_time
+from .adminhelpers import git_path
+from .adminhelpers import implied_labels
+from .adminhelpers import level_label
+from .adminhelpers import parse_expiry
+from .adminhelpers import public_url
+from .adminhelpers import resource_url
+from .adminhelpers import scope_groups
+from .adminhelpers import scope_labels
+from .adminhelpers import token_self_url
+from .adminhelpers import token_url
+from .adminhelpers import works_on
 from .errors import PlanRestriction
 from .errors import TokenConflict
 from .errors import TokenValidationError
 from .errors import UnknownResource
-from .leastprivilege import Opening
-from .leastprivilege import routes_by_scope
 from .models import AccessToken
 from .models import utcnow
 from .resources import Resource
@@ -58,7 +62,6 @@ from .web import describe
 from .web import LazyBlueprint
 from .web import refuse_tokens_and_bad_queries
 from .web import require_manager
-from .web import resource_args
 from .web import resource_from_view_args
 from .web import resource_rules
 
@@ -249,56 +252,13 @@ def _error_page(error: HTTPException) -> tuple[str, int]:
     return render_template("accesstokens/error.html", error=error), error.code or 500
 
 
-# -- helpers for templates ---------------------------------------------------
-
-
-def resource_url(endpoint: str, resource: Resource, **values: Any) -> str:
-    """The URL of an admin page of ``resource``."""
-    return url_for(f"{blueprint.name}.{endpoint}", **{**values, **resource_args(resource)})
-
-
-def token_url(endpoint: str, token: AccessToken, **values: Any) -> str:
-    """The URL of an admin page of one token, under its own resource."""
-    return resource_url(endpoint, resource_of(token), token_id=token.id, **values)
-
-
-def public_url(value: str | None) -> str | None:
-    """A reported URL, if it may be a link: http(s) only, never ``javascript:``."""
-    if value and value.lower().startswith(("https://", "http://")):
-        return value
-    return None
-
-
-def format_time(value: datetime | None, empty: str = "Never") -> str:
-    if value is None:
-        return empty
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def scope_labels(names: Any) -> list[str]:
-    catalog = app_state().catalog
-    return [catalog.scopes[n].label if n in catalog else n for n in names]
-
-
-def implied_labels(names: Any) -> list[str]:
-    """Labels of what ``names`` imply beyond themselves."""
-    return sorted(scope_labels(app_state().catalog.implied_by(names)))
-
-
-def expires_soon(token: AccessToken) -> bool:
-    """Active and within the largest ``ACCESSTOKENS_EXPIRY_WARNINGS``
-    threshold of its expiry: marked in the lists."""
-    warnings = app_state().settings.expiry_warnings
-    return bool(warnings) and token.expires_within(timedelta(days=max(warnings)))
-
-
 @blueprint.context_processor
 def _template_helpers() -> dict[str, Any]:
     return {
         "csrf_field": _csrf_field(),
         "csrf_token": generate_csrf,
         "issue_form_id": formids.issue,
-        "token_self_url": _token_self_url,
+        "token_self_url": token_self_url,
         "resource_url": resource_url,
         "token_url": token_url,
         "resource_of": resource_of,
@@ -309,110 +269,16 @@ def _template_helpers() -> dict[str, Any]:
         "expires_soon": expires_soon,
         "describe": describe,
         "level_label": level_label,
-        "works_on": _works_on,
-        "git_path": _git_path,
+        "works_on": works_on,
+        "git_path": git_path,
         "is_top": lambda resource: resource.type == app_state().model.levels[0].name,
     }
-
-
-def level_label(name: str) -> str:
-    """A level's label, as people read it."""
-    return app_state().model.level(name).label
-
-
-def _works_on(level: str) -> str:
-    state = app_state()
-    return words.works_on(state.model, level, state.settings.messages)
-
-
-def _git_path(token: AccessToken) -> str | None:
-    return words.git_path(app_state().model, resource_of(token))
-
-
-@dataclass(frozen=True)
-class ScopeChoice:
-    """One checkbox of the create form."""
-
-    name: str
-    label: str
-    action: str
-    #: Labels of what this scope grants besides itself, for "also grants" text.
-    also_grants: tuple[str, ...]
-    #: Names of the same, for the progressive-enhancement script.
-    implies: tuple[str, ...]
-    checked: bool
-    implied: bool
-    #: The app's protected routes this scope opens ("GET /repos/<slug>").
-    opens: tuple[str, ...] = ()
-
-
-def scope_groups(token_type: str, chosen: list[str]) -> list[tuple[str, list[ScopeChoice]]]:
-    """The scopes a token type may hold, grouped as Bitbucket groups them:
-    a label "Repositories: Write" is action "Write" of group "Repositories"."""
-    catalog = app_state().catalog
-    implied_now = catalog.implied_by(chosen)
-    opened = routes_by_scope(current_app, catalog)
-    groups: dict[str, list[ScopeChoice]] = {}
-    for scope in catalog.allowed_for(token_type):
-        group, sep, action = scope.label.partition(": ")
-        if not sep:
-            group, action = "Other", scope.label
-        implies = tuple(sorted(catalog.implied_by([scope.name])))
-        groups.setdefault(group, []).append(
-            ScopeChoice(
-                name=scope.name,
-                label=scope.label,
-                action=action,
-                also_grants=tuple(scope_labels(implies)),
-                implies=implies,
-                checked=scope.name in chosen,
-                implied=scope.name in implied_now,
-                opens=tuple(_opening(o) for o in opened.get(scope.name, ())),
-            )
-        )
-    return list(groups.items())
-
-
-def _opening(opening: Opening) -> str:
-    route = opening.route
-    text = f"{' '.join(route.methods)} {route.rule}"
-    if opening.also_needs:
-        text += f" (with {', '.join(opening.also_needs)})"
-    return text
-
-
-def _expiry_bounds() -> tuple[date, date | None]:
-    """First and last day the date field may take, from the policy."""
-    now = utcnow()
-    limit = app_state().settings.max_lifetime
-    last = None if limit is None else (now + limit).date()
-    return (now + timedelta(days=1)).date(), last
-
-
-def _parse_expiry(raw: str) -> datetime | None:
-    """A date means "stops working at 00:00 UTC that day"."""
-    if not raw.strip():
-        return None
-    try:
-        day = date.fromisoformat(raw.strip())
-    except ValueError:
-        raise TokenValidationError("expires_at", "must be a date like 2030-12-31") from None
-    return datetime.combine(day, time(), tzinfo=timezone.utc)
 
 
 def _page_arg() -> int:
     page = request.args.get("page", "1")
     ok = page.isascii() and page.isdigit()  # "²".isdigit() is True too
     return int(page) if ok and 0 < int(page) < 1_000_000 else 1
-
-
-def _token_self_url() -> str | None:
-    """A URL every token may GET (its own description), for the reveal page's
-    curl example; None when the JSON API is not mounted."""
-    try:
-        return url_for("accesstokens_api.self_get", _external=True)
-    except BuildError:
-        return None
 
 
 def _reveal(resource: Resource, token: AccessToken, secret: str, action: str) -> Response:
@@ -462,7 +328,7 @@ def list_tokens(**view_args: str) -> str:
 def _render_form(
     resource: Resource, values: dict[str, Any], errors: dict[str, str], status: int = 200
 ) -> tuple[str, int]:
-    first, last = _expiry_bounds()
+    first, last = expiry_bounds()
     return (
         render_template(
             "accesstokens/new.html",
@@ -519,7 +385,7 @@ def create_token(**view_args: str) -> Response | tuple[str, int]:
     expires_at = None
     if not canary:
         try:
-            expires_at = _service().check_expiry(_parse_expiry(expiry), utcnow())
+            expires_at = _service().check_expiry(parse_expiry(expiry), utcnow())
         except TokenValidationError as e:
             errors[e.field] = e.message
     if not errors:

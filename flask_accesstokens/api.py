@@ -16,7 +16,6 @@ Responses never hold a secret, except the one a create or rotate just made.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -45,12 +44,7 @@ from .introspection import introspect
 from .models import AccessToken
 from .models import NAME_MAX_LENGTH
 from .pipeline import Pipeline
-from .ratelimit import Throttle
 from .resources import Resource
-from .scanning import header_names
-from .scanning import InvalidReport
-from .scanning import MAX_REPORT_BYTES
-from .scanning import verify_report
 from .serialize import new_token_json
 from .serialize import parse_datetime
 from .serialize import self_json
@@ -92,7 +86,6 @@ TOKEN_ENDPOINTS: set[str] = {
 }
 #: ``app.extensions`` key of the app's public revocation throttle.
 PUBLIC_THROTTLE_KEY = "accesstokens.public_revocation"
-_throttle_lock = threading.Lock()
 
 
 class APIError(HTTPException):
@@ -437,99 +430,6 @@ def raw_body(limit: int) -> bytes:
     if len(raw) > limit:
         fail(413, f"The request body must be at most {limit} bytes.")
     return raw
-
-
-@blueprint.post("/access-tokens/secret-scanning/<provider>")
-def secret_scanning(provider: str) -> Response:
-    """A secret scanner's signed report: revoke what this app issued and
-    answer with GitHub's feedback labels. Signed or nothing: an unsigned,
-    mis-signed or malformed report is 400 and revokes nothing."""
-    keys_url = app_state().settings.secret_scanning_keys.get(provider)
-    if keys_url is None:
-        fail(404, "No such secret-scanning provider.")
-    body = raw_body(MAX_REPORT_BYTES)
-    key_id_header, signature_header = header_names(provider)
-    try:
-        reported = verify_report(
-            provider,
-            keys_url,
-            body,
-            request.headers.get(key_id_header),
-            request.headers.get(signature_header),
-        )
-    except InvalidReport as e:
-        fail(400, str(e))
-    outcome = _service().report_leaks(
-        provider,
-        [(entry.token, entry.url) for entry in reported],
-        client=provider,
-        revoked_by=f"secret scanning: {provider}",
-    )
-    _service().announce(outcome)
-    return jsonify(
-        [
-            entry.feedback(issued=issued)
-            for entry, issued in zip(reported, outcome.issued, strict=True)
-        ]
-    )
-
-
-def _public_throttle() -> Throttle:
-    """The app's throttle of public revocation, made on first use."""
-    extensions = current_app.extensions
-    throttle: Throttle | None = extensions.get(PUBLIC_THROTTLE_KEY)
-    if throttle is None:
-        with _throttle_lock:
-            throttle = extensions.get(PUBLIC_THROTTLE_KEY)
-            if throttle is None:
-                settings = app_state().settings
-                throttle = extensions[PUBLIC_THROTTLE_KEY] = Throttle(
-                    settings.public_revocation_limit,
-                    settings.ratelimit_storage_uri,
-                    "accesstokens.public_revocation",
-                    settings.ratelimit_ipv6_prefix,
-                )
-    return throttle
-
-
-@blueprint.post("/access-tokens/revoke")
-def public_revocation() -> tuple[Response, int]:
-    """Anyone holding a leaked token may kill it. The answer is the same
-    whether any token existed: every token costs its lookup, and the signals
-    are sent after the answer."""
-    retry_after = _public_throttle().hit_client(request.remote_addr)
-    if retry_after is not None:
-        error = APIError(429, "Too many revocation requests. Try again later.")
-        assert error.response is not None
-        error.response.headers["Retry-After"] = str(retry_after)
-        raise error
-    body = json_body(frozenset({"access_tokens"}))
-    sent: Any = body.get("access_tokens")
-    if (
-        not isinstance(sent, list)
-        or not 1 <= len(sent) <= MAX_PUBLIC_REVOCATIONS
-        or not all(isinstance(token, str) for token in sent)
-    ):
-        invalid({"access_tokens": f"required, a list of 1 to {MAX_PUBLIC_REVOCATIONS} tokens"})
-    service = _service()
-    outcome = service.report_leaks(
-        "public",
-        [(token, None) for token in sent],
-        client=request.remote_addr,
-        revoked_by="public revocation",
-    )
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-
-    def announce() -> None:
-        try:
-            with app.app_context():
-                TokenService.of(app).announce(outcome)
-        except Exception:  # noqa: BLE001 - the answer is sent; only the log is left
-            app.logger.exception("could not send the signals of a public revocation")
-
-    response = jsonify({})
-    response.call_on_close(announce)
-    return response, 202
 
 
 # -- gateways: forward auth and introspection (their own modules) ----------------------

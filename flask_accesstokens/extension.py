@@ -217,6 +217,7 @@ class AccessTokens:
         # Imported here: each surface is optional, and the admin pages need
         # the ``admin`` extra only when they are turned on.
         if settings.api_url_prefix is not None:
+            from . import apileaks  # noqa: F401 - adds the leak routes
             from . import oidcapi  # noqa: F401 - adds the exchange and policy routes
             from .api import blueprint as api
 

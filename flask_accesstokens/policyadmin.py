@@ -21,8 +21,8 @@ from werkzeug.wrappers import Response
 from .admin import _check_csrf
 from .admin import _managed
 from .admin import _resource_route
-from .admin import resource_url
-from .admin import scope_groups
+from .adminhelpers import resource_url
+from .adminhelpers import scope_groups
 from .errors import PlanRestriction
 from .errors import TokenValidationError
 from .errors import UnknownResource
