@@ -97,7 +97,32 @@ class Base(DeclarativeBase):
     metadata = MetaData()
 
 
-class AccessToken(Base):
+class Bound:
+    """What a row bound to a resource shows of it, from its key: the
+    mapping, and Bitbucket's three names."""
+
+    resource_key: Any
+
+    @property
+    def resource(self) -> dict[str, str]:
+        """Level → name, from the top, as ``create_token`` was given them."""
+        key = self.resource_key
+        return {} if not key else Resource.from_key("", key).values
+
+    @property
+    def workspace(self) -> str | None:
+        return self.resource.get("workspace")
+
+    @property
+    def project(self) -> str | None:
+        return self.resource.get("project")
+
+    @property
+    def repository(self) -> str | None:
+        return self.resource.get("repository")
+
+
+class AccessToken(Bound, Base):
     """A token record: what it is bound to and may do. Never the secret."""
 
     __tablename__ = "accesstokens_token"
@@ -152,23 +177,6 @@ class AccessToken(Base):
     #: The trust policy that minted this token in an OIDC exchange, or None
     #: for a token a person made (``trustmodels.py``).
     policy_id: Mapped[str | None] = mapped_column(String(32), index=True)
-
-    @property
-    def resource(self) -> dict[str, str]:
-        """Level → name, from the top, as ``create_token`` was given them."""
-        return Resource.from_key(self.type, self.resource_key).values
-
-    @property
-    def workspace(self) -> str | None:
-        return self.resource.get("workspace")
-
-    @property
-    def project(self) -> str | None:
-        return self.resource.get("project")
-
-    @property
-    def repository(self) -> str | None:
-        return self.resource.get("repository")
 
     @property
     def allowed_networks(self) -> list[str] | None:
@@ -230,7 +238,7 @@ class TokenSecret(Base):
     valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class TokenEvent(Base):
+class TokenEvent(Bound, Base):
     """The audit log: who did what to which token, and failed attempts,
     aggregated. Never a secret."""
 
@@ -247,22 +255,6 @@ class TokenEvent(Base):
     resource_key: Mapped[str | None] = mapped_column("resource", ResourceKey)
     count: Mapped[int] = mapped_column(Integer, default=1)
     detail: Mapped[str | None] = mapped_column(Text)
-
-    @property
-    def resource(self) -> dict[str, str]:
-        return {} if not self.resource_key else Resource.from_key("", self.resource_key).values
-
-    @property
-    def workspace(self) -> str | None:
-        return self.resource.get("workspace")
-
-    @property
-    def project(self) -> str | None:
-        return self.resource.get("project")
-
-    @property
-    def repository(self) -> str | None:
-        return self.resource.get("repository")
 
 
 class TokenNotice(Base):

@@ -23,18 +23,18 @@ from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
 from .models import Base
+from .models import Bound
 from .models import LEVEL_MAX_LENGTH
 from .models import ResourceKey
 from .models import ScopeList
 from .models import UTCDateTime
 from .models import utcnow
-from .resources import Resource
 
 #: Issuer names, as ``ACCESSTOKENS_OIDC_ISSUERS`` keys them.
 ISSUER_NAME_MAX_LENGTH = 64
 
 
-class TrustPolicy(Base):
+class TrustPolicy(Bound, Base):
     """Who may exchange an ID token for a token of one resource: an issuer,
     the claims its tokens must carry (every one equal), the scopes and the
     lifetime of what is minted."""
@@ -54,11 +54,6 @@ class TrustPolicy(Base):
     lifetime_seconds: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(255))
-
-    @property
-    def resource(self) -> dict[str, str]:
-        """Level → name, from the top."""
-        return Resource.from_key(self.type, self.resource_key).values
 
     @property
     def claims(self) -> dict[str, Any]:
