@@ -28,10 +28,14 @@ from flask import request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import Forbidden
 from werkzeug.exceptions import HTTPException
-from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.wrappers import Response
 
 from . import formids
+from .adminguards import check_csrf
+from .adminguards import csrf_field
+from .adminguards import first_submission
+from .adminguards import frame_same_site_only
+from .adminguards import no_store
 from .adminhelpers import expires_soon
 from .adminhelpers import expiry_bounds
 from .adminhelpers import format_time
@@ -67,8 +71,6 @@ from .web import resource_rules
 
 try:
     from flask_wtf.csrf import generate_csrf  # type: ignore[import-untyped]
-    from flask_wtf.csrf import validate_csrf
-    from wtforms.validators import ValidationError  # type: ignore[import-untyped]
 except ModuleNotFoundError as e:  # re-raised as a plain ImportError, which init_app lets through
     raise ImportError(
         "The access-token admin pages need Flask-WTF for CSRF protection: "
@@ -117,7 +119,10 @@ def _mount_model(setup: BlueprintSetupState) -> None:
     setup.add_url_rule(f"{model.path(top)}/access-tokens/all", view_func=overview, methods=["GET"])
 
 
-# -- guards ------------------------------------------------------------------
+# -- guards (adminguards.py) ---------------------------------------------------
+
+blueprint.after_app_request(frame_same_site_only)
+blueprint.after_app_request(no_store)
 
 
 @blueprint.before_request
@@ -128,54 +133,6 @@ def _refuse_tokens() -> None:
     # The forms are a few short fields: a bigger body (a multipart upload
     # spooled to disk, say) is refused with 413 before it is read.
     request.max_content_length = MAX_FORM_BODY
-
-
-@blueprint.after_app_request
-def _frame_same_site_only(response: Response) -> Response:
-    """Apps may embed the pages in their own (same-site) frames; other sites
-    may not, so a confirm button cannot be clickjacked. Both headers, on
-    every answer of the pages, errors included: ``X-Frame-Options`` for old
-    browsers, CSP ``frame-ancestors`` for the rest. An app's own policy is
-    kept; ours is added beside it, and browsers enforce both."""
-    if not _is_admin_request():
-        return response
-    response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
-    policies = response.headers.getlist("Content-Security-Policy")
-    if not any("frame-ancestors" in policy for policy in policies):
-        response.headers.add("Content-Security-Policy", "frame-ancestors 'self'")
-    return response
-
-
-@blueprint.after_app_request
-def _no_store(response: Response) -> Response:
-    """Every answer of the pages, errors included, is private: lists show
-    clients' addresses, user agents, allow lists and creators, and one page
-    shows a secret. No browser or shared cache may keep any of them. The
-    stylesheet is no one's data and stays cacheable."""
-    if _is_admin_request() and request.endpoint != f"{blueprint.name}.static":
-        response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-def _is_admin_request() -> bool:
-    """Whether this request was for an admin page, also when routing failed
-    on the method (a 405 has no blueprint)."""
-    if request.blueprint == blueprint.name:
-        return True
-    prefix = app_state().settings.admin_url_prefix
-    if prefix is not None and request.path.startswith(prefix + "/"):
-        return True  # a URL no page has (a name no resource can have): 404
-    error = request.routing_exception
-    if not isinstance(error, MethodNotAllowed) or not error.valid_methods:
-        return False
-    adapter = current_app.create_url_adapter(request)
-    if adapter is None:
-        return False
-    try:
-        endpoint, _ = adapter.match(method=next(iter(error.valid_methods)))
-    except HTTPException:
-        return False
-    return isinstance(endpoint, str) and endpoint.startswith(f"{blueprint.name}.")
 
 
 def _service() -> TokenService:
@@ -206,41 +163,6 @@ def _plan_refusal(resource: Resource) -> str | None:
     return _service().plan_refusal(resource)
 
 
-def _check_csrf() -> None:
-    if not current_app.config.get("WTF_CSRF_ENABLED", True):
-        return
-    try:
-        validate_csrf(request.form.get(_csrf_field()))
-    except ValidationError:
-        abort(
-            400,
-            "This form expired or did not come from this site. "
-            "Go back, reload the page and try again.",
-        )
-
-
-def _csrf_field() -> str:
-    return str(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"))
-
-
-def _first_submission() -> bool:
-    """Use up the form id this POST carries. False when it was used already:
-    the browser is sending the form again (a reload of the page that showed
-    the secret, or back and forward), not the user. A form id this server
-    never issued is a script posting the form: 400, saying nothing was made."""
-    submission = formids.use(request.form.get("form_id", ""))
-    if submission == "foreign":
-        abort(400, _FOREIGN_FORM)
-    return submission == "first"
-
-
-_FOREIGN_FORM = (
-    "Nothing was created: this form was not opened from this site's page (its one-time "
-    "form id is missing or was never issued here). Open the page and submit it from "
-    "there, or have scripts use the JSON API (POST .../access-tokens with a JSON body)."
-)
-
-
 def _already_submitted(resource: Resource) -> Response:
     return redirect(resource_url("list_tokens", resource, notice="resubmitted"), 303)
 
@@ -255,7 +177,7 @@ def _error_page(error: HTTPException) -> tuple[str, int]:
 @blueprint.context_processor
 def _template_helpers() -> dict[str, Any]:
     return {
-        "csrf_field": _csrf_field(),
+        "csrf_field": csrf_field(),
         "csrf_token": generate_csrf,
         "issue_form_id": formids.issue,
         "token_self_url": token_self_url,
@@ -354,11 +276,11 @@ def new_token(**view_args: str) -> tuple[str, int]:
 @_resource_route("/new", ["POST"])
 def create_token(**view_args: str) -> Response | tuple[str, int]:
     resource, user = _managed()
-    _check_csrf()
+    check_csrf()
     refusal = _plan_refusal(resource)
     if refusal is not None:
         abort(403, refusal)
-    if not _first_submission():
+    if not first_submission():
         return _already_submitted(resource)
     form = request.form
     name = form.get("name", "")
@@ -433,7 +355,7 @@ def confirm_revoke(token_id: str, **view_args: str) -> str:
 @_resource_route("/<token_id>/revoke", ["POST"])
 def revoke(token_id: str, **view_args: str) -> Response:
     resource, user = _managed()
-    _check_csrf()
+    check_csrf()
     token = _token_of(resource, token_id)
     _service().revoke(token.id, user)
     return redirect(resource_url("list_tokens", resource, changed=token.id, action="revoked"), 303)
@@ -448,12 +370,12 @@ def confirm_rotate(token_id: str, **view_args: str) -> str:
 @_resource_route("/<token_id>/rotate", ["POST"])
 def rotate(token_id: str, **view_args: str) -> Response | tuple[str, int]:
     resource, user = _managed()
-    _check_csrf()
+    check_csrf()
     token = _token_of(resource, token_id)
     refusal = _plan_refusal(resource)
     if refusal is not None:
         abort(403, refusal)
-    if not _first_submission():
+    if not first_submission():
         return _already_submitted(resource)
     # Only the usage page's "Rotate with only the scopes it used" sends scopes.
     narrowed = request.form.getlist("scopes") or None

@@ -18,9 +18,9 @@ from flask import render_template
 from flask import request
 from werkzeug.wrappers import Response
 
-from .admin import _check_csrf
 from .admin import _managed
 from .admin import _resource_route
+from .adminguards import check_csrf
 from .adminhelpers import resource_url
 from .adminhelpers import scope_groups
 from .errors import PlanRestriction
@@ -79,7 +79,7 @@ def trust_policies(**view_args: str) -> tuple[str, int]:
 @_resource_route("/trust-policies", ["POST"])
 def create_trust_policy(**view_args: str) -> Response | tuple[str, int]:
     resource, user = _managed()
-    _check_csrf()
+    check_csrf()
     form = request.form
     values: dict[str, Any] = {
         "issuer": form.get("issuer", ""),
@@ -125,7 +125,7 @@ def create_trust_policy(**view_args: str) -> Response | tuple[str, int]:
 @_resource_route("/trust-policies/<policy_id>/delete", ["POST"])
 def delete_trust_policy(policy_id: str, **view_args: str) -> Response:
     resource, user = _managed()
-    _check_csrf()
+    check_csrf()
     policy = _service().get_trust_policy(policy_id)
     if policy is None or (policy.type, policy.resource_key) != (resource.type, resource.key):
         abort(404, "There is no such trust policy here.")
