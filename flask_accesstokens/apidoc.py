@@ -31,12 +31,29 @@ def _template() -> str:
     return (importlib_resources.files(__package__) / "openapi.json").read_text("utf-8")
 
 
+#: The template's levels, where a schema names a resource's levels.
+BITBUCKET_LEVELS = ("workspace", "project", "repository")
+
+
 def camel(level: Level) -> str:
     return "".join(part.capitalize() for part in level.name.split("_"))
 
 
 def _openapi_path(rule: str) -> str:
     return re.sub(r"<(?:[^<>:]+:)?([^<>]+)>", r"{\1}", rule)
+
+
+def _name_levels(node: Any, model: ResourceModel) -> None:
+    """Every object schema that lists Bitbucket's levels lists the model's."""
+    if isinstance(node, dict):
+        properties = node.get("properties")
+        if isinstance(properties, dict) and set(properties) == set(BITBUCKET_LEVELS):
+            node["properties"] = {name: {"type": "string"} for name in model.names}
+        for value in node.values():
+            _name_levels(value, model)
+    elif isinstance(node, list):
+        for value in node:
+            _name_levels(value, model)
 
 
 def document(model: ResourceModel, catalog: ScopeCatalog, server: str) -> dict[str, Any]:
@@ -56,6 +73,7 @@ def document(model: ResourceModel, catalog: ScopeCatalog, server: str) -> dict[s
                     schema["required"].remove(name)
             if "type" in schema.get("properties", {}):
                 schema["properties"]["type"]["enum"] = list(model.names)
+    _name_levels(schemas, model)
     resource_schema = token_schema["properties"]["resource"]
     resource_schema["properties"] = {
         level.name: {"type": "string", "description": f"{level.label} name."}
