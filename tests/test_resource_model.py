@@ -96,6 +96,7 @@ def saas(database_uri: str) -> Iterator[tuple[Flask, AccessTokens]]:
     app, db, tokens = make_saas(database_uri)
     with app.app_context():
         yield app, tokens
+    with app.app_context():  # the session is gone: every connection is back
         AccessTokens.dispose_connections()
         db.engine.dispose()
 
@@ -332,6 +333,7 @@ def microblog(database_uri: str) -> Iterator[tuple[Flask, AccessTokens]]:
     app, db, tokens = make_microblog(database_uri)
     with app.app_context():
         yield app, tokens
+    with app.app_context():  # the session is gone: every connection is back
         AccessTokens.dispose_connections()
         db.engine.dispose()
 

@@ -65,6 +65,7 @@ def parts(database_uri: str) -> Iterator[tuple[Flask, AccessTokens]]:
     app, db, tokens = make(database_uri)
     with app.app_context():
         yield app, tokens
+    with app.app_context():  # the session is gone: every connection is back
         AccessTokens.dispose_connections()
         db.engine.dispose()
 
