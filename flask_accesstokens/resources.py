@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from collections.abc import Iterable
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
@@ -391,14 +390,3 @@ class ResourceModel:
         if loader is None or not child.loaded_parent or child.name != bound.type:
             return None
         return loader(bound)
-
-    def contains(self, outer: Resource, inner: Resource) -> bool:
-        """Whether ``inner`` is ``outer`` or sits in it by their names (no
-        loader): the rule of subtree listings and revocations."""
-        return inner.key == outer.key or inner.key.startswith(outer.key + "/")
-
-    def words(self, name: str) -> str:
-        return self.level(name).label.lower()
-
-    def labels(self, names: Iterable[str]) -> list[str]:
-        return [self.level(n).label for n in names]
