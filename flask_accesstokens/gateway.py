@@ -20,6 +20,7 @@ passes either way).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Iterable
@@ -103,10 +104,10 @@ class GatewayRoutes:
         if container and not bind:
             raise ValueError("container: cannot be combined with bind=False")
         requirement = Requirement(check_names(tuple(scopes)), any_of, False, container, bind)
-        try:
-            Map([Rule(rule, methods=wanted, endpoint=0)])  # a malformed rule fails here
-        except LookupError:
-            pass  # an app's own converter: known when the app compiles its map
+        # A malformed rule fails here; an app's own converter (LookupError
+        # here) is known only when the app compiles its map, and checked then.
+        with contextlib.suppress(LookupError):
+            Map([Rule(rule, methods=wanted, endpoint=0)])
         route = GatewayRoute(rule, wanted, requirement)
         self.routes.append(route)
         return route

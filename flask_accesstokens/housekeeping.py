@@ -9,7 +9,6 @@ from datetime import datetime
 from datetime import timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 
 from . import signals
 from .models import AccessToken
@@ -161,21 +160,6 @@ class Housekeeping(ServiceBase):
             )
             sent.update((token_id, kind) for token_id, kind in rows)
         return sent
-
-    def _claim_notice(self, token_id: str, kind: str, now: datetime) -> bool:
-        """Insert the notice; False if another run already did."""
-        try:
-            self.session.execute(
-                sa.insert(TokenNotice).values(token_id=token_id, kind=kind, sent_at=now)
-            )
-            self.session.commit()
-        except IntegrityError:
-            self.session.rollback()
-            return False
-        except BaseException:
-            self.session.rollback()
-            raise
-        return True
 
 
 def _seen_since(client: object, cutoff: datetime) -> bool:

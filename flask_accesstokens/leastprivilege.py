@@ -22,13 +22,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask
-from sqlalchemy.exc import IntegrityError
 
 from . import signals
 from .errors import TokenValidationError
 from .models import AccessToken
 from .models import as_utc
-from .models import TokenNotice
 from .models import utcnow
 from .requirements import protected_routes
 from .requirements import ProtectedRoute
@@ -207,26 +205,12 @@ class LeastPrivilege(ServiceBase):
         assert now is not None
         sent = 0
         for found in self.unused(period, now):
-            if self._claim(found.token.id, unused_notice(found.unused), now):
+            if self._claim_notice(found.token.id, unused_notice(found.unused), now):
                 signals.token_overprivileged.send(
                     self.app, token=found.token, unused=list(found.unused)
                 )
                 sent += 1
         return sent
-
-    def _claim(self, token_id: str, kind: str, now: datetime) -> bool:
-        try:
-            self.session.execute(
-                sa.insert(TokenNotice).values(token_id=token_id, kind=kind, sent_at=now)
-            )
-            self.session.commit()
-        except IntegrityError:
-            self.session.rollback()
-            return False
-        except BaseException:
-            self.session.rollback()
-            raise
-        return True
 
 
 def unused_notice(unused: Sequence[str]) -> str:

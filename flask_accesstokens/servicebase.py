@@ -6,7 +6,10 @@ is built on it, with leak response (``leaks.py``) and housekeeping
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import bounded
@@ -14,6 +17,7 @@ from . import tokenformat
 from .errors import TokenValidationError
 from .models import AccessToken
 from .models import TokenEvent
+from .models import TokenNotice
 from .models import utcnow
 from .pgchange import changes_pending
 from .pgchange import settle
@@ -103,6 +107,23 @@ class ServiceBase:
         self.session.refresh(token)
         self.session.expunge(token)
         return token
+
+    def _claim_notice(self, token_id: str, kind: str, now: datetime) -> bool:
+        """Insert a notice (``token_id``, ``kind``) once: False if another run
+        already did. The unique key makes "send at most once" hold across
+        overlapping cron runs."""
+        try:
+            self.session.execute(
+                sa.insert(TokenNotice).values(token_id=token_id, kind=kind, sent_at=now)
+            )
+            self.session.commit()
+        except IntegrityError:
+            self.session.rollback()
+            return False
+        except BaseException:
+            self.session.rollback()
+            raise
+        return True
 
     def _commit(self) -> None:
         """Commit; a transaction that changed a token returns only once no

@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import SQLAlchemyError
 
 from .requirements import Requirement
+from .resources import Resource
 from .scopes import ScopeCatalog
 from .store import RequestStore
 from .tokens import AuthenticatedToken
@@ -60,17 +61,13 @@ class RouteResource(NamedTuple):
 
 def resource_key(named: Mapping[str, str]) -> str:
     """How a route's resource is stored: what the route named, level by
-    level from the top, in the resource key's form (``level=name/...``).
-    The one place that decides what a recorded resource is."""
-    return "/".join(f"{level}={name}" for level, name in named.items())
+    level from the top, as a resource key (``level=name/...``)."""
+    return Resource("", named).key
 
 
 def resource_of_key(key: str) -> dict[str, str]:
-    """The resource (level -> name) a stored key names; {} if unreadable."""
-    try:
-        return dict(part.split("=", 1) for part in key.split("/")) if key else {}
-    except ValueError:
-        return {}
+    """The resource (level -> name) a stored key names."""
+    return Resource.from_key("", key).values
 
 
 def served_scopes(
