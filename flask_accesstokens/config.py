@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 from limits import parse
 from limits import storage as limits_storage
+from sqlalchemy.engine import url as sa_url
+from sqlalchemy.exc import ArgumentError
 
 from .addresses import IPNetwork
 from .bounded import LEAK_PROVIDER_MAX_LENGTH
@@ -229,6 +231,22 @@ def _sync_bound(key: str, value: Any) -> timedelta:
     return bound
 
 
+def _read_database_uri(key: str, value: Any) -> str | None:
+    """A PostgreSQL URL; whether it names a synchronous standby is checked
+    when the request path first connects (``standby.py``)."""
+    if value is None:
+        return None
+    try:
+        url = sa_url.make_url(value)
+    except (TypeError, ValueError, ArgumentError):
+        raise ConfigurationError(key, "must be a database URL") from None
+    if url.get_backend_name() != "postgresql":
+        raise ConfigurationError(
+            key, f"must be a PostgreSQL hot standby's URL, not {url.get_backend_name()!r}"
+        )
+    return url.render_as_string(hide_password=False)
+
+
 def _public_revocation_limit(key: str, value: Any) -> str:
     checked = _rate_limit(key, value)
     if checked is None:
@@ -302,6 +320,7 @@ KEYS: dict[str, tuple[Any, Check]] = {
     "OIDC_EXCHANGE_LIMIT": ("60/minute", _public_revocation_limit),
     "POSTGRESQL_CACHE": (True, _flag),
     "POSTGRESQL_SYNC_BOUND": (timedelta(milliseconds=250), _sync_bound),
+    "READ_DATABASE_URI": (None, _read_database_uri),
 }
 
 
@@ -352,6 +371,7 @@ class Settings:
     oidc_exchange_limit: str
     postgresql_cache: bool
     postgresql_sync_bound: timedelta
+    read_database_uri: str | None
 
 
 def load(config: dict[str, Any]) -> Settings:

@@ -26,7 +26,9 @@ import logging
 import os
 import threading
 import weakref
+from collections.abc import Iterator
 from collections.abc import Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 from typing import NamedTuple
@@ -48,6 +50,8 @@ from .pgchange import make as make_pgchange
 from .pgchange import PgChange
 from .pgchange import settle
 from .sqlitechange import SQLiteChange
+from .standby import close_idle
+from .standby import Standby
 from .state import AppState
 from .storewrites import RequestWrites
 
@@ -177,6 +181,10 @@ class RequestStore(RequestWrites):
         #: PostgreSQL: this process's kept rows and their listener
         #: (``pgchange.py``); False until the first query, None without one.
         self._pg: PgChange | None | bool = False
+        #: PostgreSQL: the hot standby lookups may read
+        #: (``ACCESSTOKENS_READ_DATABASE_URI``, ``standby.py``); False until
+        #: the first query, None without one.
+        self._standby: Standby | None | bool = False
 
     # -- connections ---------------------------------------------------------
 
@@ -188,8 +196,8 @@ class RequestStore(RequestWrites):
             if self._pool is None or self._forks != _forks.count:
                 # New, or forked: a child never uses (or closes) the parent's.
                 if self._pool is not None:
-                    self._parked, self._change = (self._change, self._pg), False
-                    self._pg = False
+                    self._parked = (self._change, self._pg, self._standby)
+                    self._change = self._pg = self._standby = False
                     self._cache = (None, {})
                     self._idle = []  # the parent's: never used, never closed
                 self._pid, self._forks = os.getpid(), _forks.count
@@ -204,13 +212,16 @@ class RequestStore(RequestWrites):
         at shutdown or in tests, when the database is no longer in use."""
         with self._lock:
             if self._pool is not None and self._pid == os.getpid():
-                _close_idle(self._idle)
+                close_idle(self._idle)
                 self._pool.dispose()
                 change, self._change = self._change, False
                 self._cache = (None, {})
                 pg, self._pg = self._pg, False
                 if isinstance(pg, PgChange):
                     pg.close()
+                standby, self._standby = self._standby, False
+                if isinstance(standby, Standby):
+                    standby.close()
                 if isinstance(change, SQLiteChange):
                     change.close()
 
@@ -291,6 +302,22 @@ class RequestStore(RequestWrites):
         pool = self._own_pool()
         if self._pg is False:
             self._pg = make_pgchange(engine, self._state.settings, owner=self)
+            self._standby = self._make_standby(engine)
+        standby = self._standby
+        if isinstance(standby, Standby) and standby.usable(self._primary):
+            try:
+                conn = standby.connect()
+            except standby.errors as e:
+                standby.failed(e)  # the primary answers, until the next check
+            else:
+                try:
+                    row = self._run(conn, sql, to_params(digests), digests[0], cache)
+                except standby.errors as e:
+                    conn.invalidate()
+                    standby.failed(e)
+                else:
+                    standby.release(conn)
+                    return row
         idle = self._idle
         try:
             conn = idle.pop()
@@ -305,7 +332,7 @@ class RequestStore(RequestWrites):
                 # The server dropped this idle connection (a restart, a
                 # failover): so it did its siblings. Start afresh, once.
                 conn.invalidate()
-                _close_idle(idle)
+                close_idle(idle)
                 pool.dispose()
                 conn = pool.connect()
                 row = self._run(conn, sql, to_params(digests), digests[0], cache)
@@ -317,6 +344,34 @@ class RequestStore(RequestWrites):
         else:
             conn.close()
         return row
+
+    def _make_standby(self, engine: Engine) -> Standby | None:
+        uri = self._state.settings.read_database_uri
+        if uri is None:
+            return None
+        if engine.dialect.name != "postgresql":
+            log.error(
+                "ACCESSTOKENS_READ_DATABASE_URI ignored: the app's database is not PostgreSQL"
+            )
+            return None
+        return Standby(uri, self._keep)
+
+    @contextmanager
+    def _primary(self) -> Iterator[Any]:
+        """A DBAPI connection to the primary, lent for a standby's check."""
+        try:
+            conn = self._idle.pop()
+        except IndexError:
+            conn = self._own_pool().connect()
+        try:
+            yield conn.dbapi_connection
+        except BaseException:
+            conn.invalidate()
+            raise
+        if len(self._idle) < self._keep:
+            self._idle.append(conn)
+        else:
+            conn.close()
 
     def _written(self, token_id: str) -> None:
         """This worker wrote the token's usage: its kept row is out of date
@@ -419,16 +474,8 @@ if hasattr(os, "register_at_fork"):
 
 def _dispose(pool: Pool, idle: list[PoolProxiedConnection], pid: int) -> None:
     if os.getpid() == pid:  # never close a parent's connections in a child
-        _close_idle(idle)
+        close_idle(idle)
         pool.dispose()
-
-
-def _close_idle(idle: list[PoolProxiedConnection]) -> None:
-    while idle:
-        try:
-            idle.pop().close()
-        except IndexError:  # another thread took the last one
-            return
 
 
 def _named(digests: list[str]) -> dict[str, str]:

@@ -55,6 +55,32 @@ def require_postgresql() -> str:
 needs_postgresql = pytest.mark.skipif(postgresql_url() is None and not in_ci(), reason=SKIP_REASON)
 
 
+STANDBY_VARIABLES = (
+    "ACCESSTOKENS_TEST_PRIMARY_URL",
+    "ACCESSTOKENS_TEST_STANDBY_URL",
+    "ACCESSTOKENS_TEST_PRIMARY_ADMIN_URL",
+    "ACCESSTOKENS_TEST_STANDBY_ADMIN_URL",
+)
+STANDBY_SKIP_REASON = (
+    "standby tests need a primary with a synchronous hot standby: run "
+    '`eval "$(bash .ci/standby.sh)"` (two local clusters, pg_basebackup) to export '
+    + ", ".join(STANDBY_VARIABLES)
+)
+
+
+def require_standby() -> tuple[str, str, str, str]:
+    """Primary, standby, and their superuser URLs; skips when there are none
+    (fails in CI)."""
+    urls = [os.environ.get(name) for name in STANDBY_VARIABLES]
+    if not all(urls):
+        if in_ci():
+            pytest.fail(f"CI=true but no standby. {STANDBY_SKIP_REASON}")
+        pytest.skip(STANDBY_SKIP_REASON)
+    primary, standby, primary_admin, standby_admin = (str(url) for url in urls)
+    return primary, standby, primary_admin, standby_admin
+
+
+
 def with_options(url: str, **settings: str | int) -> str:
     """``url`` with server settings (``search_path``, ``statement_timeout``)
     applied to every connection through libpq's ``options``."""

@@ -63,6 +63,7 @@ BAD: dict[str, list[Any]] = {
     "OIDC_EXCHANGE_LIMIT": [None, "", "lots", 10],
     "POSTGRESQL_CACHE": ["yes", 1, None],
     "POSTGRESQL_SYNC_BOUND": [0, -1, 2.5, "0.25", None, timedelta(seconds=3)],
+    "READ_DATABASE_URI": ["", "sqlite:///x.db", "mysql://u@h/db", "not a url", 42],
 }
 
 

@@ -19,6 +19,8 @@ RESOLUTION_VARIABLE = "ACCESSTOKENS_TEST_WSGI_LAST_USED_RESOLUTION"
 #: Set (to anything) behind a pooler in transaction mode: psycopg must not
 #: prepare statements on a server session it does not keep.
 NO_PREPARE_VARIABLE = "ACCESSTOKENS_TEST_WSGI_NO_PREPARE"
+#: A hot standby's URL, for ``ACCESSTOKENS_READ_DATABASE_URI``.
+READ_VARIABLE = "ACCESSTOKENS_TEST_WSGI_READ_DATABASE_URL"
 
 
 def create_app() -> Flask:
@@ -30,5 +32,6 @@ def create_app() -> Flask:
             if os.environ.get(NO_PREPARE_VARIABLE)
             else {}
         ),
+        ACCESSTOKENS_READ_DATABASE_URI=os.environ.get(READ_VARIABLE) or None,
     )
     return app
