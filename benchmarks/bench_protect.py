@@ -84,9 +84,15 @@ def bulk_load(path: str, count: int) -> None:
     conn.close()
 
 
-def accesstokens_app(path: str, size: int) -> tuple[Flask, Call, Call, Callable[[], int], Call]:
+def accesstokens_app(
+    path: str, size: int, url: str | None = None, config: dict[str, Any] | None = None
+) -> tuple[Flask, Call, Call, Callable[[], int], Call]:
+    """The app every in-process benchmark measures: bare, protected and floor
+    routes on SQLite at ``path`` with ``size`` filler tokens, or on the
+    database at ``url`` (PostgreSQL: filled server-side) with ``config``."""
+    url = url or f"sqlite:///{path}"
     app = Flask("bench")
-    app.config.update(SECRET_KEY="bench", SQLALCHEMY_DATABASE_URI=f"sqlite:///{path}")
+    app.config.update(SECRET_KEY="bench", SQLALCHEMY_DATABASE_URI=url, **(config or {}))
     db = SQLAlchemy(app)
     tokens = AccessTokens(app, db=db)
 
@@ -100,13 +106,18 @@ def accesstokens_app(path: str, size: int) -> tuple[Flask, Call, Call, Callable[
         return jsonify(ok=True)
 
     @app.get("/floor/<workspace>/<repo_slug>")
-    @one_statement(f"sqlite:///{path}", "bench")
+    @one_statement(url, "bench")
     def floor(workspace: str, repo_slug: str) -> Any:
         return jsonify(ok=True)
 
     with app.app_context():
         db.create_all()
-    bulk_load(path, size)
+        if not url.startswith("sqlite:///"):
+            from bench_http import bulk_load_server_side
+
+            bulk_load_server_side(db, size)
+    if url.startswith("sqlite:///"):
+        bulk_load(path, size)
     with app.app_context():
         new = tokens.create_token(
             name="bench", workspace="acme", repository="api", scopes=["repository"]
