@@ -25,6 +25,7 @@ with start-up and warm-up subtracted out.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -34,6 +35,8 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from pgschema import own_schema  # noqa: E402
 
 
 def pg_child(variant: str, url: str, requests: int) -> None:
@@ -155,33 +158,17 @@ def main() -> int:
     if args.variants:
         variants = ["bare", *(v for v in variants[1:] if v in args.variants)]
     for variant in variants:
-        url = ""
+        schema: contextlib.AbstractContextManager[str] = contextlib.nullcontext("")
         if variant.startswith("pg-"):
-            sep = "&" if "?" in args.postgresql else "?"
-            url = f"{args.postgresql}{sep}options=-csearch_path%3Dbench_instructions"
-            _schema(args.postgresql, create=True)
-        try:
+            schema = own_schema(args.postgresql, "bench_instructions")
+        with schema as url:
             few = count(variant, args.tokens, 100, url)
             many = count(variant, args.tokens, 100 + args.requests, url)
-        finally:
-            if url:
-                _schema(args.postgresql, create=False)
         per_request[variant] = (many - few) / args.requests
         print(f"{variant:>10}: {per_request[variant]:,.0f} instructions per request")
     for variant in variants[1:]:
         print(f"{variant} / bare: {per_request[variant] / per_request['bare']:.3f}")
     return 0
-
-
-def _schema(url: str, create: bool) -> None:
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("DROP SCHEMA IF EXISTS bench_instructions CASCADE"))
-        if create:
-            conn.execute(sa.text("CREATE SCHEMA bench_instructions"))
-    engine.dispose()
 
 
 if __name__ == "__main__":
