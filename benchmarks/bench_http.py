@@ -129,9 +129,12 @@ def worker_rss_mib(master: int) -> float:
     return largest / 1024
 
 
-def serve_and_measure(
-    url: str, secret: str, workers: int, rounds: int, seconds: int, cache: bool = True
-) -> dict[str, float]:
+@contextlib.contextmanager
+def serving(
+    url: str, workers: int, cache: bool = True, app: str = "http_app:create_app()"
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """gunicorn serving ``app`` from this folder, up and answering: yields its
+    base URL and the master process; stopped by its PID after."""
     port = free_port()
     env = dict(os.environ, BENCH_DATABASE_URL=url, BENCH_POSTGRESQL_CACHE="1" if cache else "0")
     server = subprocess.Popen(
@@ -147,7 +150,7 @@ def serve_and_measure(
             str(HERE),
             "--log-level",
             "warning",
-            "http_app:create_app()",
+            app,
         ],  # fmt: skip
         env=env,
     )
@@ -162,6 +165,16 @@ def serve_and_measure(
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
+        yield base, server
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def serve_and_measure(
+    url: str, secret: str, workers: int, rounds: int, seconds: int, cache: bool = True
+) -> dict[str, float]:
+    with serving(url, workers, cache) as (base, server):
         header = f"Authorization: Bearer {secret}"
         variants = {"bare": None, "protected": header, "floor": header}
         for name, hdr in variants.items():  # warm every worker's pools
@@ -175,9 +188,6 @@ def serve_and_measure(
         result = {name: statistics.median(values) for name, values in samples.items()}
         result["rss_mib"] = worker_rss_mib(server.pid)
         return result
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,6 +46,7 @@ run again (up to three times; the attempts are printed).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -55,6 +56,8 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from pgschema import own_schema  # noqa: E402
 #: This run's own schema on the PostgreSQL server (others may share it).
 SCHEMA = f"bench_instructions_{os.getpid()}"
 #: Runs of ``pg-cache`` until its few and many requests ran as many statements.
@@ -192,15 +195,13 @@ def main() -> int:
     if args.variants:
         variants = ["bare", *(v for v in variants[1:] if v in args.variants)]
     for variant in variants:
-        url = ""
+        schema: contextlib.AbstractContextManager[str] = contextlib.nullcontext("")
         if variant.startswith("pg-"):
-            sep = "&" if "?" in args.postgresql else "?"
-            url = f"{args.postgresql}{sep}options=-csearch_path%3D{SCHEMA}"
-            _schema(args.postgresql, create=True)
+            schema = own_schema(args.postgresql, SCHEMA)
         keep = ["", ""]
         if args.keep:
             keep = [os.path.join(args.keep, f"{variant}-{n}.cg") for n in ("few", "many")]
-        try:
+        with schema as url:
             for attempt in range(1, ATTEMPTS + 1):
                 few, few_all, few_ran = count(variant, args.tokens, 100, url, keep[0])
                 many, many_all, many_ran = count(
@@ -215,9 +216,6 @@ def main() -> int:
                     f"{variant:>10}: attempt {attempt}: statements run"
                     f" {few_ran}/100, {many_ran}/{100 + args.requests}; again"
                 )
-        finally:
-            if url:
-                _schema(args.postgresql, create=False)
         per_request[variant] = (many - few) / args.requests
         every = (many_all - few_all) / args.requests
         print(
@@ -228,17 +226,6 @@ def main() -> int:
     for variant in variants[1:]:
         print(f"{variant} / bare: {per_request[variant] / per_request['bare']:.3f}")
     return 0
-
-
-def _schema(url: str, create: bool) -> None:
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
-        if create:
-            conn.execute(sa.text(f"CREATE SCHEMA {SCHEMA}"))
-    engine.dispose()
 
 
 if __name__ == "__main__":
