@@ -58,6 +58,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from pgschema import own_schema  # noqa: E402
+
 #: This run's own schema on the PostgreSQL server (others may share it).
 SCHEMA = f"bench_instructions_{os.getpid()}"
 #: Runs of ``pg-cache`` until its few and many requests ran as many statements.
