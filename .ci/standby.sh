@@ -48,10 +48,20 @@ BINDIR="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r | head -1)"
 [ -x "$BINDIR/pg_basebackup" ] || BINDIR="$(dirname "$(command -v pg_basebackup)")"
 psql_() { as_owner "$BINDIR/psql" -h "$PRIMARY_DIR" -p "$PRIMARY_PORT" -U postgres -X -q -v ON_ERROR_STOP=1 "$@"; }
 
-if [ "$(psql_ -tAc "SELECT 1 FROM pg_roles WHERE rolname = '$REPLICA'")" != 1 ]; then
-    psql_ -c "CREATE ROLE $REPLICA LOGIN REPLICATION PASSWORD '$PASSWORD'" >&2
-    psql_ -c "CREATE ROLE $ADMIN LOGIN SUPERUSER PASSWORD '$PASSWORD'" >&2
-    psql_ -c "GRANT pg_read_all_stats TO accesstokens" >&2
+role() {  # name, attributes
+    if [ "$(psql_ -tAc "SELECT 1 FROM pg_roles WHERE rolname = '$1'")" != 1 ]; then
+        psql_ -c "CREATE ROLE $1 LOGIN $2 PASSWORD '$PASSWORD'" >&2
+    fi
+}
+role "$REPLICA" REPLICATION
+role "$ADMIN" SUPERUSER
+psql_ -c "GRANT pg_read_all_stats TO accesstokens" >&2
+
+system_id() { as_owner "$BINDIR/pg_controldata" "$1" | awk -F': *' '/system identifier/ {print $2}'; }
+if [ -f "$STANDBY_DIR/PG_VERSION" ] && [ "$(system_id "$STANDBY_DIR")" != "$(system_id "$PRIMARY_DIR")" ]; then
+    say "the standby in $STANDBY_DIR belongs to another primary: made again"
+    as_owner "$BINDIR/pg_ctl" -D "$STANDBY_DIR" stop -m immediate -w >&2 2>/dev/null || true
+    rm -rf "$STANDBY_DIR"
 fi
 
 if [ ! -f "$STANDBY_DIR/PG_VERSION" ]; then

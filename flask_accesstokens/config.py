@@ -8,6 +8,7 @@ That includes the digest key: ``ACCESSTOKENS_DIGEST_KEYS`` or, without it,
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 from collections.abc import Callable
@@ -231,9 +232,9 @@ def _sync_bound(key: str, value: Any) -> timedelta:
     return bound
 
 
-def _read_database_uri(key: str, value: Any) -> str | None:
-    """A PostgreSQL URL; whether it names a synchronous standby is checked
-    when the request path first connects (``standby.py``)."""
+def _read_database_uri(key: str, value: Any) -> sa_url.URL | None:
+    """One PostgreSQL server's URL; whether it is a synchronous standby is
+    checked when the request path first connects (``standby.py``)."""
     if value is None:
         return None
     try:
@@ -244,7 +245,9 @@ def _read_database_uri(key: str, value: Any) -> str | None:
         raise ConfigurationError(
             key, f"must be a PostgreSQL hot standby's URL, not {url.get_backend_name()!r}"
         )
-    return url.render_as_string(hide_password=False)
+    if "," in (url.host or "") or "host" in url.query or "hostaddr" in url.query:
+        raise ConfigurationError(key, "must name one server: a check vouches for one standby")
+    return url
 
 
 def _public_revocation_limit(key: str, value: Any) -> str:
@@ -371,7 +374,8 @@ class Settings:
     oidc_exchange_limit: str
     postgresql_cache: bool
     postgresql_sync_bound: timedelta
-    read_database_uri: str | None
+    #: Not in the repr: it may hold a password.
+    read_database_uri: sa_url.URL | None = dataclasses.field(repr=False)
 
 
 def load(config: dict[str, Any]) -> Settings:

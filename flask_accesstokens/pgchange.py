@@ -21,6 +21,11 @@ token it has seen without a round trip, and keeps revocation's promise.
   cache only if the cache was synced after the commit, so after the
   notification dropped the token's rows.
 
+Each sync also reads the primary's WAL position, the *floor* of lookups
+sent to a hot standby (``standby.py``): the standby must have replayed it
+before it answers, so it cannot answer with a change the listener heard of
+missing (:meth:`PgChange.floor`).
+
 A row read by a query is kept only if no notification was handled and the
 listener did not reconnect while the query ran (a ticket taken before it),
 so a change racing the query costs a miss, never a stale hit. Only rows that
@@ -216,6 +221,9 @@ class PgChange:
         self._listening = False
         #: Monotonic start of the last sync whose answer is in (-inf: none).
         self.synced_at = -math.inf
+        #: (generation, the primary's WAL insert position) from the last
+        #: sync during which no notification came: see :meth:`floor`.
+        self._floor: tuple[int, str | None] = (-1, None)
         #: Set when the listener finds itself behind a transaction pooler.
         self.impossible = False
         self._own_channel = f"accesstokens_{secrets.token_hex(8)}"
@@ -245,6 +253,18 @@ class PgChange:
         if time.time() >= kept[2]:
             return None  # expiring: read again (and no longer kept)
         return kept[0]
+
+    def floor(self, ticket: int | None) -> str | None:
+        """The primary's WAL position a standby must have replayed for a
+        query under ``ticket`` to see every change notified before it (and,
+        while the listener is fresh, every change committed a bound ago);
+        None when no sync since the last notification vouches for one."""
+        generation, lsn = self._floor
+        if ticket is None or generation != ticket or self._generation != ticket:
+            return None
+        if time.monotonic() - self.synced_at >= self.bound:
+            return None
+        return lsn
 
     def ticket(self) -> int | None:
         """Taken before a query; None when no row may be kept."""
@@ -336,6 +356,9 @@ class PgChange:
             log.warning("access token tables have no change trigger: every lookup is a statement")
             self._stop.wait(MAX_BACKOFF * 5)
             return False
+        # Its syncs notify, so they commit: never wait for a synchronous
+        # standby (a lagging one would stop the syncs, and the cache).
+        conn.execute("SET synchronous_commit = local")
         conn.execute(f"LISTEN {CHANNEL}")
         conn.execute(f"LISTEN {self._own_channel}")
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
@@ -349,15 +372,22 @@ class PgChange:
         sequence = 0
         while self._running():
             sequence += 1
-            started = time.monotonic()
+            started, generation = time.monotonic(), self._generation
             answer = conn.execute(
-                "SELECT pg_backend_pid(), pg_notify(%s, %s)", (self._own_channel, str(sequence))
+                "SELECT pg_backend_pid(), pg_notify(%s, %s), pg_current_wal_insert_lsn()::text",
+                (self._own_channel, str(sequence)),
             ).fetchone()
             if answer is None or answer[0] != pid or self._own_seen != str(sequence):
                 # Another backend answered, or ours did not hear itself: a
                 # pooler in transaction mode. Never trust this route.
                 self._give_up()
                 return False
+            if self._generation == generation and self._floor[0] != generation:
+                # The first sync of this generation during which no
+                # notification came: every change notified so far lies
+                # before this position of the primary's WAL (and, with no
+                # notification since, so does every change a bound old).
+                self._floor = (generation, answer[2])
             self.synced_at = started
             self._stop.wait(self.period)
         return True

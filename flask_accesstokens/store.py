@@ -11,6 +11,10 @@ and leaves the parent's connections alone, as SQLAlchemy's documentation
 advises (``dispose(close=False)``): closing them would end the parent's
 sessions.
 
+With ``ACCESSTOKENS_READ_DATABASE_URI`` the lookups read a hot standby
+through a pool of its own, only while ``standby.py`` vouches for it and,
+with the row cache, once it has replayed what the listener heard of.
+
 Lookups run in autocommit (no transaction stays open, so every request sees
 the latest committed revocation). On SQLite, rows are remembered while the
 database file proves nobody committed anything since: its commit stamp, read
@@ -261,7 +265,7 @@ class RequestStore(RequestWrites):
             if stamp is not None:
                 assert isinstance(change, SQLiteChange)
                 return self._find_stamped(engine, digests, change, stamp)
-            row = self._query(engine, digests)
+            row = self._query(engine, digests, ticket=ticket)
             if ticket is not None:
                 assert isinstance(pg, PgChange)
                 pg.keep(digests[0], row, ticket)
@@ -297,7 +301,9 @@ class RequestStore(RequestWrites):
             self._cache = (stamp, rows)
         return row
 
-    def _query(self, engine: Engine, digests: list[str], cache: bool = True) -> TokenRow | None:
+    def _query(
+        self, engine: Engine, digests: list[str], cache: bool = True, ticket: int | None = None
+    ) -> TokenRow | None:
         sql, to_params = self._statement(engine, len(digests))
         pool = self._own_pool()
         if self._pg is False:
@@ -305,19 +311,9 @@ class RequestStore(RequestWrites):
             self._standby = self._make_standby(engine)
         standby = self._standby
         if isinstance(standby, Standby) and standby.usable(self._primary):
-            try:
-                conn = standby.connect()
-            except standby.errors as e:
-                standby.failed(e)  # the primary answers, until the next check
-            else:
-                try:
-                    row = self._run(conn, sql, to_params(digests), digests[0], cache)
-                except standby.errors as e:
-                    conn.invalidate()
-                    standby.failed(e)
-                else:
-                    standby.release(conn)
-                    return row
+            found = self._on_standby(standby, sql, to_params(digests), digests[0], ticket)
+            if found is not _PRIMARY:
+                return found  # type: ignore[return-value]
         idle = self._idle
         try:
             conn = idle.pop()
@@ -345,6 +341,36 @@ class RequestStore(RequestWrites):
             conn.close()
         return row
 
+    def _on_standby(
+        self, standby: Standby, sql: str, params: Any, digest: str, ticket: int | None
+    ) -> TokenRow | None | object:
+        """The lookup on the standby, or :data:`_PRIMARY` when the primary
+        must answer: the standby failed, or (with the row cache) has not yet
+        replayed every change the listener has heard of (``standby.py``)."""
+        pg = self._pg
+        floor = pg.floor(ticket) if isinstance(pg, PgChange) else None
+        if isinstance(pg, PgChange) and floor is None:
+            return _PRIMARY  # a change was just notified: no sync vouches yet
+        try:
+            conn = standby.connect()
+        except standby.errors as e:
+            standby.failed(e)  # the primary answers, until the next check
+            return _PRIMARY
+        try:
+            if floor is not None and not standby.replayed(self._cursor(conn), floor):
+                standby.release(conn)
+                return _PRIMARY
+            row = self._run(conn, sql, params, digest, True)
+        except standby.errors as e:
+            conn.invalidate()
+            standby.failed(e)
+            return _PRIMARY
+        except BaseException:
+            conn.invalidate()
+            raise
+        standby.release(conn)
+        return row
+
     def _make_standby(self, engine: Engine) -> Standby | None:
         uri = self._state.settings.read_database_uri
         if uri is None:
@@ -354,7 +380,13 @@ class RequestStore(RequestWrites):
                 "ACCESSTOKENS_READ_DATABASE_URI ignored: the app's database is not PostgreSQL"
             )
             return None
-        return Standby(uri, self._keep)
+        if uri.drivername == "postgresql":  # the app's driver, installed
+            uri = uri.set(drivername=engine.url.drivername)
+        try:
+            return Standby(uri, self._keep)
+        except Exception as e:  # a driver missing: the primary answers
+            log.error("ACCESSTOKENS_READ_DATABASE_URI unusable: %s: %s", type(e).__name__, e)
+            return None
 
     @contextmanager
     def _primary(self) -> Iterator[Any]:
@@ -423,15 +455,9 @@ class RequestStore(RequestWrites):
             if can_authenticate(row):  # nor failing ones: no timing oracle
                 rows[digest] = row
             return row
-        if "accesstokens.ready" not in info:
-            dbapi.autocommit = True
-            if self._timeout:
-                with dbapi.cursor() as cursor:
-                    cursor.execute(f"SET statement_timeout = {int(self._timeout)}")
-            info["accesstokens.ready"] = True
         cursor = info.get("accesstokens.cursor")
         if cursor is None:
-            cursor = info["accesstokens.cursor"] = dbapi.cursor()
+            cursor = self._cursor(conn)
         cursor.execute(sql, params)
         found = cursor.fetchone()
         if found is None:
@@ -445,6 +471,20 @@ class RequestStore(RequestWrites):
         self._decoded[digest] = (found, row)
         return row
 
+    def _cursor(self, conn: Any) -> Any:
+        """A PostgreSQL connection's kept cursor, the connection made ready
+        first: autocommit (no transaction stays open) and the timeout."""
+        info = conn.info
+        cursor = info.get("accesstokens.cursor")
+        if cursor is None:
+            dbapi = conn.dbapi_connection
+            dbapi.autocommit = True
+            if self._timeout:
+                with dbapi.cursor() as setup:
+                    setup.execute(f"SET statement_timeout = {int(self._timeout)}")
+            cursor = info["accesstokens.cursor"] = dbapi.cursor()
+        return cursor
+
     def _statement(self, engine: Engine, count: int) -> tuple[str, Any]:
         compiled = self._compiled.get(count)
         if compiled is None:
@@ -452,6 +492,10 @@ class RequestStore(RequestWrites):
             compiled = (statement.string, _param_builder(statement.positiontup))
             self._compiled[count] = compiled
         return compiled
+
+
+#: Said by :meth:`RequestStore._on_standby` when the primary must answer.
+_PRIMARY = object()
 
 
 class _Forks:

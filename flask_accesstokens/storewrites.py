@@ -85,17 +85,27 @@ class RequestWrites:
         return shared
 
     @contextmanager
-    def transaction(self, best_effort: bool = True) -> Iterator[Connection]:
+    def transaction(self, best_effort: bool = True, revokes: bool = False) -> Iterator[Connection]:
         """A short transaction of its own, apart from the app's session, that
         gives up after ``ACCESSTOKENS_STATEMENT_TIMEOUT`` like the lookup. A
         ``best_effort`` write on SQLite also gives up quickly when the app
-        holds the write lock, rather than stall the request for seconds."""
+        holds the write lock, rather than stall the request for seconds. On
+        PostgreSQL a write that ``revokes`` nothing (last use, the audit)
+        never waits for a synchronous standby: one that lags would stall
+        every request that writes."""
         if self.shared:
             yield self._state.db.session.connection()
             return
         with self.engine.begin() as conn:
-            if self._timeout and conn.dialect.name == "postgresql":
-                conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(self._timeout)}")
+            if conn.dialect.name == "postgresql":
+                settings = []  # one round trip for both
+                if self._timeout:
+                    timeout = int(self._timeout)
+                    settings.append(f"set_config('statement_timeout', '{timeout}', true)")
+                if not revokes:
+                    settings.append("set_config('synchronous_commit', 'local', true)")
+                if settings:
+                    conn.exec_driver_sql("SELECT " + ", ".join(settings))
             if not (best_effort and conn.dialect.name == "sqlite"):
                 yield conn
                 return
@@ -232,7 +242,7 @@ class RequestWrites:
             return False
         t = TOKENS
         try:
-            with self.transaction() as conn:
+            with self.transaction(revokes=True) as conn:
                 changed = conn.execute(
                     t.update()
                     .where(t.c.id == token_id, t.c.revoked_at.is_(None))

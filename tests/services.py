@@ -80,7 +80,6 @@ def require_standby() -> tuple[str, str, str, str]:
     return primary, standby, primary_admin, standby_admin
 
 
-
 def with_options(url: str, **settings: str | int) -> str:
     """``url`` with server settings (``search_path``, ``statement_timeout``)
     applied to every connection through libpq's ``options``."""
