@@ -385,7 +385,7 @@ class RequestStore(RequestWrites):
         try:
             return Standby(uri, self._keep)
         except Exception as e:  # a driver missing: the primary answers
-            log.error("ACCESSTOKENS_READ_DATABASE_URI unusable: %s: %s", type(e).__name__, e)
+            log.error("ACCESSTOKENS_READ_DATABASE_URI unusable: %s", type(e).__name__)
             return None
 
     @contextmanager
