@@ -237,6 +237,8 @@ def _read_database_uri(key: str, value: Any) -> sa_url.URL | None:
     checked when the request path first connects (``standby.py``)."""
     if value is None:
         return None
+    if not isinstance(value, (str, sa_url.URL)):
+        raise ConfigurationError(key, "must be a database URL")
     try:
         url = sa_url.make_url(value)
     except (TypeError, ValueError, ArgumentError):
