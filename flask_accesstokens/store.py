@@ -314,11 +314,7 @@ class RequestStore(RequestWrites):
             found = self._on_standby(standby, sql, to_params(digests), digests[0], ticket)
             if found is not _PRIMARY:
                 return found  # type: ignore[return-value]
-        idle = self._idle
-        try:
-            conn = idle.pop()
-        except IndexError:
-            conn = pool.connect()
+        conn = self._checkout(pool)
         try:
             try:
                 row = self._run(conn, sql, to_params(digests), digests[0], cache)
@@ -328,18 +324,29 @@ class RequestStore(RequestWrites):
                 # The server dropped this idle connection (a restart, a
                 # failover): so it did its siblings. Start afresh, once.
                 conn.invalidate()
-                close_idle(idle)
+                close_idle(self._idle)
                 pool.dispose()
                 conn = pool.connect()
                 row = self._run(conn, sql, to_params(digests), digests[0], cache)
         except BaseException:
             conn.close()
             raise
-        if len(idle) < self._keep:
-            idle.append(conn)
+        self._checkin(conn)
+        return row
+
+    def _checkout(self, pool: Pool) -> PoolProxiedConnection:
+        """A kept connection, else one from our pool."""
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return pool.connect()
+
+    def _checkin(self, conn: PoolProxiedConnection) -> None:
+        """Keep it for the next lookup (no checkout, no reset), or give it back."""
+        if len(self._idle) < self._keep:
+            self._idle.append(conn)
         else:
             conn.close()
-        return row
 
     def _on_standby(
         self, standby: Standby, sql: str, params: Any, digest: str, ticket: int | None
@@ -391,19 +398,13 @@ class RequestStore(RequestWrites):
     @contextmanager
     def _primary(self) -> Iterator[Any]:
         """A DBAPI connection to the primary, lent for a standby's check."""
-        try:
-            conn = self._idle.pop()
-        except IndexError:
-            conn = self._own_pool().connect()
+        conn = self._checkout(self._own_pool())
         try:
             yield conn.dbapi_connection
         except BaseException:
             conn.invalidate()
             raise
-        if len(self._idle) < self._keep:
-            self._idle.append(conn)
-        else:
-            conn.close()
+        self._checkin(conn)
 
     def _written(self, token_id: str) -> None:
         """This worker wrote the token's usage: its kept row is out of date
