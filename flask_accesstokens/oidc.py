@@ -41,6 +41,8 @@ from datetime import datetime
 from datetime import timezone
 from typing import Any
 
+from .fetching import fetch
+
 try:
     import jwt
 except ModuleNotFoundError:  # the ``oidc`` extra; checked when an issuer is configured
@@ -147,21 +149,7 @@ def fetch_json(url: str, timeout: float = FETCH_TIMEOUT) -> Any:
     seconds in all (a server trickling bytes cannot hold a worker)."""
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise ValueError("not an http(s) URL")
-    deadline = time.monotonic() + timeout
-    request = urllib.request.Request(
-        url, headers={"Accept": "application/json", "User-Agent": "flask-accesstokens"}
-    )
-    chunks: list[bytes] = []
-    size = 0
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        while chunk := response.read1(65536):
-            size += len(chunk)
-            if size > MAX_DOCUMENT_BYTES:
-                raise ValueError(f"document larger than {MAX_DOCUMENT_BYTES} bytes")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"document not read within {timeout} seconds")
-            chunks.append(chunk)
-    return json.loads(b"".join(chunks))
+    return json.loads(fetch(url, timeout, MAX_DOCUMENT_BYTES))
 
 
 def parse_jwks(document: Any) -> dict[str, tuple[Any, str]]:

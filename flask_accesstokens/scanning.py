@@ -41,6 +41,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from .fetching import fetch
+
 log = logging.getLogger("flask_accesstokens")
 
 #: The largest report body accepted. GitHub batches matches; 1 MiB holds
@@ -174,29 +176,6 @@ def verify_signature(key: ec.EllipticCurvePublicKey, body: bytes, signature: str
     return True
 
 
-def _fetch(url: str, timeout: float) -> bytes:
-    """The document's bytes, within about ``timeout`` seconds in all.
-
-    The socket timeout bounds each read; the deadline bounds a server that
-    trickles bytes to keep us waiting.
-    """
-    deadline = time.monotonic() + timeout
-    request = urllib.request.Request(
-        url, headers={"Accept": "application/json", "User-Agent": "flask-accesstokens"}
-    )
-    chunks: list[bytes] = []
-    size = 0
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        while chunk := response.read1(65536):
-            size += len(chunk)
-            if size > MAX_KEYS_DOCUMENT_BYTES:
-                raise ValueError(f"document larger than {MAX_KEYS_DOCUMENT_BYTES} bytes")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"document not read within {timeout} seconds")
-            chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _parse_keys(document: bytes, url: str) -> dict[str, ec.EllipticCurvePublicKey]:
     """Key identifier to key. Entries that are not P-256 keys are left out
     (and logged), so they verify nothing."""
@@ -288,7 +267,7 @@ class PublicKeys:
             return
         self._attempted_at = now
         try:
-            keys = _parse_keys(_fetch(self.url, self._timeout), self.url)
+            keys = _parse_keys(fetch(self.url, self._timeout, MAX_KEYS_DOCUMENT_BYTES), self.url)
         except urllib.error.HTTPError as exc:
             exc.close()
             log.warning("Could not fetch secret-scanning keys from %s: HTTP %s", self.url, exc.code)
